@@ -1,0 +1,29 @@
+"""gunicorn settings for the service: one worker (the model lives in it), many threads (one per stream)."""
+from ollama_server import paths
+from ollama_server.settings import load_settings
+
+_settings = load_settings(paths.service_config_path())
+
+wsgi_app = "ollama_server:create_app()"
+bind = f"{_settings.host}:{_settings.port}"
+worker_class = "gthread"
+workers = 1          # several workers would each load every model
+threads = 64         # a stream holds a thread for its whole life
+timeout = 120        # heartbeat timeout; gthread heartbeats from its main loop, not per request
+graceful_timeout = 30           # SIGTERM: in-flight requests get this long to finish
+keepalive = 5
+loglevel = _settings.log_level.lower()
+accesslog = "-"
+errorlog = "-"
+
+
+def post_worker_init(worker):
+    """Start background work in the worker only, once (never on import, never in the master)."""
+    worker.wsgi.extensions["ollama_server"].start()
+
+
+def worker_exit(server, worker):
+    """Unload models when the worker stops."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "ollama_server" in getattr(app, "extensions", {}):
+        app.extensions["ollama_server"].close()

@@ -1,0 +1,31 @@
+"""The local LLM inference service: create_app() wires settings, services and the API blueprints."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from ollama_server import paths
+from ollama_server.settings import Settings
+from ollama_server.settings import load_settings
+
+__version__ = "0.1.0"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app; reads settings, builds services, registers blueprints. Starts nothing."""
+    from ollama_server.api import register_api
+    from ollama_server.services import build_services
+    from ollama_server.services import init_app
+
+    test_config = test_config or {}
+    settings: Settings = test_config.get("SETTINGS") or load_settings(
+        paths.service_config_path(), overrides=test_config.get("SETTINGS_OVERRIDES"))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__, template_folder=str(paths.ROOT / "templates"), static_folder=str(paths.ROOT / "static"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["TESTING"] = bool(test_config.get("TESTING"))
+    init_app(app, test_config.get("SERVICES") or build_services(settings, test_config.get("BACKEND")))
+    register_api(app)
+    return app

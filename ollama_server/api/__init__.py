@@ -1,0 +1,17 @@
+"""HTTP adapters: each dialect translates requests to engine types and chunks to its own framing."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_api(app: Flask) -> None:
+    """Register every dialect's blueprint and the app-wide HTTP concerns."""
+    from ollama_server.api import app_errors
+    from ollama_server.api import auth
+    from ollama_server.api.health import bp as health_bp
+    from ollama_server.api.openai.routes import bp as openai_bp
+
+    auth.init_app(app)
+    app_errors.init_app(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(openai_bp)

@@ -1,0 +1,37 @@
+"""Optional API key: `Authorization: Bearer <key>` on inference and admin routes (vLLM's rules)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import Flask
+from flask import jsonify
+from flask import request
+
+from ollama_server.services import services
+
+# Liveness and discovery stay open so that probes and load balancers work without the key.
+PUBLIC_PATHS = frozenset({"/", "/health", "/api/version", "/version", "/ping"})
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def key_matches(header: str, key: str) -> bool:
+    """True when the Authorization header carries the key; constant-time on digests."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(_digest(token.strip()), _digest(key))
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def require_key():
+        key = services().settings.api_key
+        if not key or request.method == "OPTIONS" or request.path in PUBLIC_PATHS:
+            return None
+        if key_matches(request.headers.get("Authorization", ""), key):
+            return None
+        return jsonify({"error": "Unauthorized"}), 401

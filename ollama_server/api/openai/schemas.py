@@ -1,0 +1,74 @@
+"""Pydantic models of the OpenAI request bodies we accept (unknown keys are allowed, as the SDK sends extras)."""
+from __future__ import annotations
+
+from typing import Annotated
+from typing import Literal
+from typing import Optional
+from typing import Union
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(_Open):
+    type: Literal["image_url"]
+    image_url: dict
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Union[str, list[Union[TextPart, ImagePart]], None] = None
+    name: Optional[str] = None
+    reasoning_content: Optional[str] = None
+    reasoning: Optional[str] = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+Stop = Union[str, Annotated[list[str], Field(max_length=16)], None]
+
+
+class _Sampling(_Open):
+    model: Optional[str] = None
+    temperature: Optional[Annotated[float, Field(ge=0.0, le=2.0)]] = None
+    top_p: Optional[Probability] = None
+    n: Annotated[int, Field(ge=1, le=1)] = 1
+    stop: Stop = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    seed: Optional[int] = None
+    presence_penalty: Optional[Penalty] = None
+    frequency_penalty: Optional[Penalty] = None
+    user: Optional[str] = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_tokens: Optional[Annotated[int, Field(ge=1)]] = None
+    max_completion_tokens: Optional[Annotated[int, Field(ge=1)]] = None
+    logprobs: Optional[bool] = None
+
+
+PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class CompletionRequest(_Sampling):
+    prompt: Union[str, Annotated[list[str], Field(min_length=1)], PromptTokens, list[PromptTokens]]
+    max_tokens: Optional[Annotated[int, Field(ge=1)]] = 16
+    echo: bool = False
+    logprobs: Optional[Annotated[int, Field(ge=0, le=5)]] = None
+    suffix: Optional[str] = None

@@ -1,0 +1,1 @@
+"""Inference engine: requests in, chunks out; knows nothing about HTTP or dialects."""

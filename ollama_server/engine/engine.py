@@ -1,0 +1,242 @@
+"""Engine: resolves the model, loads it on demand (LRU), checks limits, and queues the work."""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Callable
+from typing import Optional
+
+from ollama_server.engine.backend import Backend
+from ollama_server.engine.backend import LoadOptions
+from ollama_server.engine.chat_format import render_chat
+from ollama_server.engine.generation import Generation
+from ollama_server.engine.runner import ModelRunner
+from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import ContextLengthError
+from ollama_server.engine.types import GenerateRequest
+from ollama_server.engine.types import InvalidRequestError
+from ollama_server.engine.types import ModelLoadError
+from ollama_server.engine.types import ModelNotFoundError
+from ollama_server.engine.types import UnavailableError
+from ollama_server.models import gguf
+from ollama_server.models.catalogue import Catalogue
+from ollama_server.models.catalogue import ModelSpec
+from ollama_server.settings import Settings
+
+log = logging.getLogger(__name__)
+_FINISHED_KEPT = 256  # finished requests remembered for /api/progress
+
+
+class Engine:
+    """The one entry point for inference: `submit(request) -> Generation`."""
+
+    def __init__(self, catalogue: Catalogue, backend: Backend, settings: Settings,
+                 trained_context: Callable[[str], Optional[int]] | None = None):
+        self.catalogue = catalogue
+        self.backend = backend
+        self.settings = settings
+        self._trained_context = trained_context or _header_context_length
+        self._runners: "collections.OrderedDict[str, ModelRunner]" = collections.OrderedDict()
+        self._lock = threading.Lock()        # guards _runners and the request maps
+        self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
+        self._loading: set[str] = set()
+        self._requests: "collections.OrderedDict[str, Generation]" = collections.OrderedDict()
+        self._closing = False
+
+    # --- requests -----------------------------------------------------------------------------
+    def resolve(self, model: Optional[str]) -> ModelSpec:
+        """The spec for a model name; no name means the smallest model."""
+        if model is None or model == "":
+            spec = self.catalogue.smallest()
+            if spec is None:
+                raise ModelNotFoundError("(none available)")
+            return spec
+        spec = self.catalogue.get(model)
+        if spec is None:
+            raise ModelNotFoundError(model)
+        return spec
+
+    def submit(self, request: GenerateRequest, request_id: str | None = None) -> Generation:
+        """Validate, tokenize and queue a request; errors are raised here, before any output."""
+        if self._closing:
+            raise UnavailableError("server is shutting down")
+        submitted = time.monotonic()
+        spec = self.resolve(request.model)
+        runner, load_s = self._runner_for(spec)
+        model = runner.model
+        prompt_ids = self._prompt_tokens(model, request)
+        max_tokens = self._max_tokens(request, len(prompt_ids), model.facts.context_length)
+        generation = Generation(request, spec.name, prompt_ids, max_tokens,
+                                deadline=submitted + self.settings.request_timeout, request_id=request_id)
+        generation.submitted_at = submitted
+        generation.load_s = load_s
+        runner.enqueue(generation)
+        with self._lock:
+            self._requests[generation.id] = generation
+            while len(self._requests) > _FINISHED_KEPT:
+                oldest_id, oldest = next(iter(self._requests.items()))
+                if oldest.state in ("queued", "running"):
+                    break
+                del self._requests[oldest_id]
+        return generation
+
+    def _prompt_tokens(self, model, request: GenerateRequest) -> list[int]:
+        if request.messages is not None:
+            facts = model.facts
+            text = render_chat(request.messages, template=facts.chat_template, architecture=facts.architecture,
+                               bos_token=facts.bos_text, eos_token=facts.eos_text)
+            # A template that writes BOS itself must not get a second one from the tokenizer.
+            add_special = not (facts.bos_text and text.startswith(facts.bos_text))
+            return model.tokenize(text, add_special=add_special)
+        if request.prompt_tokens is not None:
+            vocab = model.facts.vocab_size
+            bad = next((t for t in request.prompt_tokens if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise InvalidRequestError(f"token id {bad} is outside the vocabulary (0..{vocab - 1})",
+                                          param="prompt")
+            return list(request.prompt_tokens)
+        if request.prompt is None:
+            raise InvalidRequestError("either a prompt or messages is required", param="prompt")
+        return model.tokenize(request.prompt, add_special=request.add_special)
+
+    def _max_tokens(self, request: GenerateRequest, prompt_tokens: int, model_context: int) -> int:
+        context = min(request.num_ctx or model_context, model_context)
+        room = context - prompt_tokens
+        if room <= 0:
+            raise ContextLengthError(
+                f"This model's maximum context length is {context} tokens. However, your prompt has "
+                f"{prompt_tokens} tokens, which leaves no room for a completion.",
+                prompt_tokens=prompt_tokens, context_length=context, max_tokens=request.max_tokens)
+        if request.max_tokens is None:
+            return room
+        if request.max_tokens > room:
+            raise ContextLengthError(
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{prompt_tokens + request.max_tokens} tokens ({prompt_tokens} in the prompt, "
+                f"{request.max_tokens} in the completion). Please reduce the prompt or the completion length.",
+                prompt_tokens=prompt_tokens, context_length=context, max_tokens=request.max_tokens)
+        return request.max_tokens
+
+    def tokenize(self, model: Optional[str], text: str, add_special: bool = True) -> tuple[str, list[int]]:
+        """(model name, token ids) for text, loading the model if needed."""
+        spec = self.resolve(model)
+        runner, _ = self._runner_for(spec)
+        return spec.name, runner.model.tokenize(text, add_special=add_special)
+
+    def detokenize(self, model: Optional[str], tokens: list[int]) -> str:
+        """Text for token ids, loading the model if needed."""
+        spec = self.resolve(model)
+        runner, _ = self._runner_for(spec)
+        vocab = runner.model.facts.vocab_size
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(f"token id {bad} is outside the vocabulary (0..{vocab - 1})", param="tokens")
+        return runner.model.detokenize(tokens)
+
+    def get_request(self, request_id: str) -> Optional[Generation]:
+        """A current or recently finished request, for progress reporting."""
+        with self._lock:
+            return self._requests.get(request_id)
+
+    # --- models -------------------------------------------------------------------------------
+    def _runner_for(self, spec: ModelSpec) -> tuple[ModelRunner, float]:
+        with self._lock:
+            runner = self._runners.get(spec.name)
+            if runner is not None:
+                self._runners.move_to_end(spec.name)
+                return runner, 0.0
+        with self._load_lock:
+            with self._lock:  # another thread may have loaded it while we waited
+                runner = self._runners.get(spec.name)
+                if runner is not None:
+                    return runner, 0.0
+            self._make_room()
+            started = time.monotonic()
+            self._loading.add(spec.name)
+            try:
+                model = self.backend.load(spec.path, self._load_options(spec))
+            except Exception as exc:
+                log.warning("loading %s failed: %s", spec.name, exc)
+                raise ModelLoadError(f"failed to load model '{spec.name}': {exc}") from None
+            finally:
+                self._loading.discard(spec.name)
+            load_s = time.monotonic() - started
+            runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s)
+            with self._lock:
+                self._runners[spec.name] = runner
+            log.info("loaded %s in %.2fs (context %d)", spec.name, load_s, model.facts.context_length)
+            return runner, load_s
+
+    def _load_options(self, spec: ModelSpec) -> LoadOptions:
+        s = self.settings
+        trained = self._trained_context(spec.path) or s.default_context_size
+        return LoadOptions(n_ctx=min(s.default_context_size, trained), n_batch=s.batch_size,
+                           n_threads=s.effective_threads, n_gpu_layers=s.gpu_layers, split_mode=s.split_mode,
+                           main_gpu=s.main_gpu, tensor_split=s.tensor_split)
+
+    def _make_room(self) -> None:
+        """Unload least recently used idle models until one more fits under max_loaded_models."""
+        while True:
+            with self._lock:
+                if len(self._runners) < self.settings.max_loaded_models:
+                    return
+                victim = next((name for name, r in self._runners.items() if r.idle), None)
+                if victim is None:
+                    raise BusyError("all loaded models are busy; cannot load another one now")
+                runner = self._runners.pop(victim)
+            log.info("unloading %s to make room", victim)
+            runner.stop()
+
+    def load(self, name: Optional[str] = None) -> ModelSpec:
+        """Load a model (the smallest if unnamed) without generating."""
+        spec = self.resolve(name)
+        self._runner_for(spec)
+        return spec
+
+    def unload(self, name: str) -> bool:
+        """Unload a model; True if it was loaded."""
+        spec = self.resolve(name)
+        with self._lock:
+            runner = self._runners.pop(spec.name, None)
+        if runner is None:
+            return False
+        runner.stop()
+        return True
+
+    # --- state --------------------------------------------------------------------------------
+    @property
+    def loading(self) -> bool:
+        return bool(self._loading)
+
+    def snapshot(self) -> dict:
+        """Read-only view of loaded models and request counts."""
+        with self._lock:
+            runners = list(self._runners.values())
+        models = []
+        running = waiting = 0
+        for runner in runners:
+            r, w = runner.counts()
+            running, waiting = running + r, waiting + w
+            facts = runner.model.facts
+            models.append({"name": runner.name, "context_length": facts.context_length,
+                           "trained_context": facts.trained_context, "loaded_at": runner.loaded_at,
+                           "running": r, "waiting": w})
+        return {"models": models, "running": running, "waiting": waiting,
+                "loading": sorted(self._loading), "closing": self._closing}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop accepting work and unload every model."""
+        self._closing = True
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), collections.OrderedDict()
+        for runner in runners:
+            runner.stop(timeout)
+
+
+def _header_context_length(path: str) -> Optional[int]:
+    try:
+        return gguf.read_header(path).context_length
+    except (OSError, gguf.GgufError):
+        return None

@@ -1,0 +1,105 @@
+"""LlamaBackend: loads GGUF models with llama-cpp-python. The only module that imports llama_cpp."""
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+from typing import Sequence
+
+import llama_cpp
+
+from ollama_server.engine.backend import LoadOptions
+from ollama_server.engine.backend import ModelFacts
+from ollama_server.engine.types import SamplingParams
+
+_SPLIT_MODES = {
+    "none": llama_cpp.LLAMA_SPLIT_MODE_NONE,
+    "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
+    "row": llama_cpp.LLAMA_SPLIT_MODE_ROW,
+}
+
+
+class LlamaModel:
+    """A llama.cpp model and context; generate() must be driven by one thread at a time."""
+
+    def __init__(self, path: str, options: LoadOptions):
+        self._llama = llama_cpp.Llama(
+            model_path=path,
+            n_ctx=options.n_ctx,
+            n_batch=options.n_batch,
+            n_ubatch=options.n_batch,
+            n_threads=options.n_threads,
+            n_threads_batch=options.n_threads,
+            n_gpu_layers=options.n_gpu_layers,
+            split_mode=_SPLIT_MODES[options.split_mode],
+            main_gpu=options.main_gpu,
+            tensor_split=list(options.tensor_split) or None,
+            verbose=False,
+        )
+        self._generate_lock = threading.Lock()
+        llama = self._llama
+        model = llama._model
+        self._vocab = model.vocab
+        metadata = llama.metadata
+        self.facts = ModelFacts(
+            architecture=metadata.get("general.architecture", "unknown"),
+            trained_context=llama.n_ctx_train(),
+            context_length=llama.n_ctx(),
+            chat_template=metadata.get("tokenizer.chat_template") or None,
+            bos_text=model.token_get_text(llama.token_bos()) if llama.token_bos() >= 0 else "",
+            eos_text=model.token_get_text(llama.token_eos()) if llama.token_eos() >= 0 else "",
+            vocab_size=llama.n_vocab(),
+        )
+        self._pieces: dict[int, bytes] = {}
+
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        # special=True so that template markers like <start_of_turn> become their control tokens.
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._llama._model.token_to_piece(token, special=False)
+        return piece
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def cached_prefix(self, prompt: Sequence[int]) -> int:
+        """How many leading prompt tokens are already in the KV cache."""
+        cached = self._llama._input_ids[: self._llama.n_tokens]
+        count = 0
+        for a, b in zip(cached, prompt):
+            if a != b:
+                break
+            count += 1
+        return count
+
+    def generate(self, prompt: Sequence[int], sampling: SamplingParams) -> Iterator[int]:
+        with self._generate_lock:
+            llama = self._llama
+            if sampling.seed is not None:
+                llama.set_seed(sampling.seed)
+            yield from llama.generate(
+                list(prompt),
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                min_p=sampling.min_p,
+                temp=sampling.temperature,
+                repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty,
+                reset=True,
+            )
+
+    def close(self) -> None:
+        self._llama.close()
+
+
+class LlamaBackend:
+    """Backend that loads models with llama.cpp."""
+
+    def load(self, path: str, options: LoadOptions) -> LlamaModel:
+        return LlamaModel(path, options)

@@ -1,0 +1,159 @@
+"""ModelRunner: one loaded model, its wait queue, and the engine thread that decodes for it."""
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from dataclasses import replace
+
+from ollama_server.engine.backend import LoadedModel
+from ollama_server.engine.generation import Generation
+from ollama_server.engine.text_stream import StopMatcher
+from ollama_server.engine.text_stream import Utf8Assembler
+from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import Chunk
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import RequestTimeoutError
+from ollama_server.engine.types import Usage
+
+log = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    """Serves the generations queued for one model, one at a time, on its own thread."""
+
+    def __init__(self, name: str, model: LoadedModel, max_queue: int, load_s: float = 0.0):
+        self.name = name
+        self.model = model
+        self.max_queue = max_queue
+        self.load_s = load_s
+        self.loaded_at = time.time()
+        self.last_used = time.monotonic()
+        self._waiting: collections.deque[Generation] = collections.deque()
+        self._running: Generation | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    # --- admission ----------------------------------------------------------------------------
+    def enqueue(self, generation: Generation) -> None:
+        """Queue a generation, or raise BusyError at once when the wait queue is full."""
+        with self._cond:
+            if self._stopping:
+                raise BusyError("model is unloading, please try again")
+            # Capacity is the one running slot plus max_queue waiting (counted together, so a
+            # request not yet picked up by the engine thread still counts once).
+            in_system = (1 if self._running is not None else 0) + len(self._waiting)
+            if in_system >= 1 + self.max_queue:
+                raise BusyError()
+            self._waiting.append(generation)
+            self.last_used = time.monotonic()
+            self._cond.notify()
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return self._running is None and not self._waiting
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting) request counts."""
+        with self._cond:
+            return (1 if self._running else 0), len(self._waiting)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel queued work, let the running request see cancellation, free the model."""
+        with self._cond:
+            self._stopping = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            if self._running:
+                self._running.cancel()
+            self._cond.notify_all()
+        for generation in waiting:
+            generation.fail(BusyError("model was unloaded before the request started"))
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.model.close()
+
+    # --- the engine thread --------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                generation = self._waiting.popleft()
+                self._running = generation
+            try:
+                self._run(generation)
+            except EngineError as exc:
+                generation.fail(exc)
+            except Exception as exc:  # a backend fault must not kill the thread or hang the caller
+                log.exception("generation %s failed", generation.id)
+                generation.fail(EngineError(f"generation failed: {exc}"))
+            finally:
+                with self._cond:
+                    self._running = None
+                    self.last_used = time.monotonic()
+
+    def _run(self, generation: Generation) -> None:
+        if generation.cancelled:
+            generation.finish("cancelled")
+            return
+        started = time.monotonic()
+        generation.started_at = started
+        generation.state = "running"
+        request = generation.request
+        sampling = request.sampling
+        if sampling.seed is None:
+            sampling = replace(sampling, seed=random.randrange(2**31))
+        assembler = Utf8Assembler()
+        stopper = StopMatcher(request.stop)
+        first_token_at = None
+        cached = self.model.cached_prefix(generation.prompt_tokens)
+        finish_reason, stop_kind = "length", "length"
+        tokens = self.model.generate(generation.prompt_tokens, sampling)
+        try:
+            for token in tokens:
+                now = time.monotonic()
+                if first_token_at is None:
+                    first_token_at = now
+                if generation.cancelled:
+                    finish_reason = stop_kind = "cancelled"
+                    break
+                if now > generation.deadline:
+                    raise RequestTimeoutError("request timed out during generation")
+                if self.model.is_end_of_generation(token):
+                    finish_reason, stop_kind = "stop", "eos"
+                    break
+                generation.generated += 1
+                text = stopper.feed(assembler.feed(self.model.token_bytes(token)))
+                if stopper.matched is not None:
+                    if text:
+                        generation.put(Chunk(text=text, token_ids=(token,)))
+                    finish_reason, stop_kind = "stop", "stop_sequence"
+                    break
+                # Every token is a chunk, even when its text is held back (TGI streams per token).
+                generation.put(Chunk(text=text, token_ids=(token,)))
+                if generation.generated >= generation.max_tokens:
+                    break
+        finally:
+            tokens.close()
+        tail = "" if stop_kind == "stop_sequence" else stopper.feed(assembler.flush()) + stopper.flush()
+        ended = time.monotonic()
+        first = first_token_at or ended
+        usage = Usage(
+            prompt_tokens=len(generation.prompt_tokens),
+            completion_tokens=generation.generated,
+            cached_tokens=cached,
+            queue_s=started - generation.submitted_at,
+            load_s=generation.load_s,
+            prompt_eval_s=first - started,
+            eval_s=ended - first,
+            total_s=ended - generation.submitted_at,
+        )
+        generation.put(Chunk(text=tail, finish_reason=finish_reason, stop_kind=stop_kind, usage=usage))
+        generation.finish("cancelled" if finish_reason == "cancelled" else "done")

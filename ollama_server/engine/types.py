@@ -1,0 +1,169 @@
+"""Internal request and result types shared by the engine and every API dialect."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Iterable
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How the next token is chosen; None means the engine's default."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """A dialect-neutral generation request: either chat messages or a raw prompt."""
+
+    model: Optional[str]
+    prompt: Optional[str] = None
+    messages: Optional[tuple[Message, ...]] = None
+    prompt_tokens: Optional[tuple[int, ...]] = None
+    max_tokens: Optional[int] = None
+    stop: tuple[str, ...] = ()
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    num_ctx: Optional[int] = None
+    add_special: bool = True
+    dialect: str = "internal"
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts and timings of one generation; durations in seconds."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    queue_s: float = 0.0
+    load_s: float = 0.0
+    prompt_eval_s: float = 0.0
+    eval_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of output: new text and tokens; the last chunk carries finish_reason and usage."""
+
+    text: str = ""
+    token_ids: tuple[int, ...] = ()
+    finish_reason: Optional[str] = None  # "stop" | "length" | "cancelled"
+    stop_kind: Optional[str] = None      # "eos" | "stop_sequence" | "length" on the last chunk
+    usage: Optional[Usage] = None
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """A whole generation, gathered from its chunks."""
+
+    model: str
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str
+    stop_kind: str
+    usage: Usage
+
+
+def collect(model: str, chunks: Iterable[Chunk]) -> GenerateResult:
+    """Gather streamed chunks into one result (the non-streaming path)."""
+    texts: list[str] = []
+    tokens: list[int] = []
+    finish_reason, stop_kind, usage = "stop", "eos", Usage()
+    for chunk in chunks:
+        texts.append(chunk.text)
+        tokens.extend(chunk.token_ids)
+        if chunk.finish_reason is not None:
+            finish_reason = chunk.finish_reason
+            stop_kind = chunk.stop_kind or finish_reason
+            usage = chunk.usage or usage
+    return GenerateResult(model, "".join(texts), tuple(tokens), finish_reason, stop_kind, usage)
+
+
+class EngineError(Exception):
+    """Base of the errors the engine reports to adapters."""
+
+    kind = "internal"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequestError(EngineError):
+    """The request cannot be served as asked (bad value, too long for the context)."""
+
+    kind = "invalid_request"
+
+
+class ContextLengthError(InvalidRequestError):
+    """Prompt plus requested tokens do not fit the model's context window."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, context_length: int, max_tokens: int | None):
+        super().__init__(message, param="messages", code="context_length_exceeded")
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+        self.max_tokens = max_tokens
+
+
+class ModelNotFoundError(EngineError):
+    """No model by that name."""
+
+    kind = "not_found"
+
+    def __init__(self, model: str):
+        super().__init__(f"model '{model}' not found", param="model", code="model_not_found")
+        self.model = model
+
+
+class ModelLoadError(EngineError):
+    """The model exists but could not be loaded."""
+
+    kind = "load_failed"
+
+
+class BusyError(EngineError):
+    """The wait queue is full; try again later."""
+
+    kind = "busy"
+
+    def __init__(self, message: str = "server busy, please try again. maximum pending requests exceeded",
+                 retry_after_s: int = 1):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnavailableError(EngineError):
+    """The engine is shutting down or not ready."""
+
+    kind = "unavailable"
+
+
+class RequestTimeoutError(EngineError):
+    """The request ran past request_timeout."""
+
+    kind = "timeout"

@@ -1,0 +1,90 @@
+"""Services: the long-lived objects of one app (settings, catalogue, engine), reached via services()."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Optional
+
+from flask import Flask
+from flask import current_app
+
+from ollama_server.engine.backend import Backend
+from ollama_server.engine.engine import Engine
+from ollama_server.models.catalogue import Catalogue
+from ollama_server.models.catalogue import ModelSpec
+from ollama_server.models.catalogue import scan_directory
+from ollama_server.models.catalogue import spec_for_file
+from ollama_server.models.default_model import DEFAULT_MODEL_NAME
+from ollama_server.models.default_model import ensure_default_model
+from ollama_server.settings import Settings
+
+EXTENSION_KEY = "ollama_server"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a request handler may need, built once per app."""
+
+    settings: Settings
+    catalogue: Catalogue
+    engine: Engine
+    warming: bool = False
+    _started: bool = field(default=False, repr=False)
+
+    def start(self, warm: bool = True) -> None:
+        """Begin background work (model warm-up); called by the serving entry point only, once."""
+        if self._started:
+            return
+        self._started = True
+        if warm:
+            self.warming = True
+            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.engine.load(None)
+        except Exception as exc:  # the server stays up and reports the error per request
+            log.warning("warm-up load failed: %s", exc)
+        finally:
+            self.warming = False
+
+    def close(self) -> None:
+        """Stop the engine (unloads models)."""
+        self.engine.close()
+
+
+def model_sources(settings: Settings) -> list:
+    """Catalogue sources in priority order: model directories, then the embedded default."""
+    sources = [lambda d=d: scan_directory(d) for d in settings.models_dir]
+
+    def embedded_default() -> list[ModelSpec]:
+        # Only when nothing else is configured: the out-of-the-box model.
+        if any(scan_directory(d) for d in settings.models_dir):
+            return []
+        path = ensure_default_model(settings.data_dir)
+        return [spec_for_file(Path(path), DEFAULT_MODEL_NAME, "default")]
+
+    return sources + [embedded_default]
+
+
+def build_services(settings: Settings, backend: Optional[Backend] = None) -> Services:
+    """Wire the catalogue and engine for `settings`; loads no model yet."""
+    if backend is None:
+        from ollama_server.engine.llama_backend import LlamaBackend
+        backend = LlamaBackend()
+    catalogue = Catalogue(model_sources(settings))
+    catalogue.refresh()
+    return Services(settings=settings, catalogue=catalogue, engine=Engine(catalogue, backend, settings))
+
+
+def init_app(app: Flask, built: Services) -> None:
+    app.extensions[EXTENSION_KEY] = built
+
+
+def services() -> Services:
+    """The Services of the current app."""
+    return current_app.extensions[EXTENSION_KEY]

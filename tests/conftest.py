@@ -1,0 +1,99 @@
+"""Shared fixtures: an app on a scripted fake back-end, and the real server on the real model."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ollama_server import create_app
+from ollama_server.settings import build_settings
+from tests.fakes.backend import FakeBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake_backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def make_app(tmp_path, fake_backend):
+    """Build an app over two placeholder model files served by the fake back-end."""
+    def build(**overrides):
+        models = tmp_path / "models"
+        models.mkdir(exist_ok=True)
+        (models / "tiny.gguf").write_bytes(b"x" * 10)
+        (models / "big.gguf").write_bytes(b"x" * 100)
+        settings = build_settings({"models_dir": [str(models)], "data_dir": str(tmp_path / "data"),
+                                   "default_context_size": 256, **overrides})
+        return create_app({"TESTING": True, "SETTINGS": settings, "BACKEND": fake_backend})
+    return build
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app().test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real `python -m ollama_server` process on a loopback port."""
+
+    def __init__(self, workdir: Path, settings: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "service_config.yaml"
+        lines = [f"{key}: {value}" for key, value in settings.items()]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.log = open(workdir / "server.log", "w")
+        env = {**os.environ, "OLLAMA_SERVER_HOME": str(workdir / "home")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ollama_server", "--port", str(self.port), "--config", str(self.config)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """The real server with the bundled Gemma model, shared by the whole session."""
+    workdir = tmp_path_factory.mktemp("live")
+    server = LiveServer(workdir, {"default_context_size": 1024, "max_request_bytes": 65536,
+                                  "max_queue": 8, "log_level": "INFO"})
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
