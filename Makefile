@@ -5,6 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # llama-cpp-python compiles llama.cpp on install: use every core.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+# A portable x86-64 build (AVX2/FMA/F16C) instead of -march=native: on CPUs with AMX, a native
+# build runs AMX tile instructions that sandboxed kernels refuse (SIGSEGV in ggml_backend_amx_mul_mat),
+# and a native build made on one machine may not run on the next one.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+endif
 
 .PHONY: run test install install-dev bench clean
 

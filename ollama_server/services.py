@@ -33,6 +33,7 @@ class Services:
     catalogue: Catalogue
     engine: Engine
     warming: bool = False
+    warm_error: Optional[str] = None
     _started: bool = field(default=False, repr=False)
 
     def start(self, warm: bool = True) -> None:
@@ -47,8 +48,9 @@ class Services:
     def _warm_up(self) -> None:
         try:
             self.engine.load(None)
-        except Exception as exc:  # the server stays up and reports the error per request
+        except Exception as exc:  # the server stays up, reports it on /health and per request
             log.warning("warm-up load failed: %s", exc)
+            self.warm_error = str(exc)
         finally:
             self.warming = False
 

@@ -9,9 +9,15 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import app_errors
     from ollama_server.api import auth
     from ollama_server.api.health import bp as health_bp
+    from ollama_server.api.ollama.routes import bp as ollama_bp
     from ollama_server.api.openai.routes import bp as openai_bp
+    from ollama_server.api.requests import bp as requests_bp
+    from ollama_server.api.tgi.routes import bp as tgi_bp
 
     auth.init_app(app)
     app_errors.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(openai_bp)
+    app.register_blueprint(requests_bp)
+    app.register_blueprint(ollama_bp)
+    app.register_blueprint(tgi_bp)

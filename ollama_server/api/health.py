@@ -22,6 +22,8 @@ def health():
         status = "shutting_down"
     elif loading:
         status = "loading"
+    elif svc.warm_error and not snapshot["models"]:
+        status = "error"
     else:
         status = "ok"
     body = {
@@ -35,4 +37,6 @@ def health():
         },
         "active_requests": snapshot["running"] + snapshot["waiting"],
     }
+    if status == "error":
+        body["error"] = svc.warm_error
     return jsonify(body), (200 if status == "ok" else 503)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 from typing import Iterator
+from typing import Optional
 from typing import Protocol
 from typing import Sequence
 
 from ollama_server.engine.types import SamplingParams
+from ollama_server.engine.types import TokenLogprob
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,15 @@ class LoadedModel(Protocol):
     def cached_prefix(self, prompt: Sequence[int]) -> int:
         """How many leading prompt tokens are already in the KV cache (reused, not recomputed)."""
 
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams) -> Iterator[int]:
-        """Evaluate the prompt, then yield sampled tokens until the caller stops iterating."""
+    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
+                 ban_end_of_generation: Optional[Callable[[], bool]] = None) -> Iterator[int]:
+        """Evaluate the prompt, then yield sampled tokens until the caller stops iterating.
+
+        While ban_end_of_generation() is true, end-of-generation tokens cannot be sampled.
+        """
+
+    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
+        """Log-probability of the token just yielded, and the top_n alternatives."""
 
     def close(self) -> None:
         """Free the model's memory."""

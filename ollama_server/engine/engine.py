@@ -111,6 +111,8 @@ class Engine:
                 prompt_tokens=prompt_tokens, context_length=context, max_tokens=request.max_tokens)
         if request.max_tokens is None:
             return room
+        if request.max_tokens > room and request.cap_to_context:
+            return room
         if request.max_tokens > room:
             raise ContextLengthError(
                 f"This model's maximum context length is {context} tokens. However, you requested "
@@ -139,6 +141,20 @@ class Engine:
         """A current or recently finished request, for progress reporting."""
         with self._lock:
             return self._requests.get(request_id)
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a queued or running request; False if there is no such live request."""
+        generation = self.get_request(request_id)
+        if generation is None or generation.state not in ("queued", "running"):
+            return False
+        generation.cancel()
+        return True
+
+    def loaded_facts(self, name: str):
+        """ModelFacts of a loaded model, or None when it is not loaded."""
+        with self._lock:
+            runner = self._runners.get(name)
+        return runner.model.facts if runner else None
 
     # --- models -------------------------------------------------------------------------------
     def _runner_for(self, spec: ModelSpec) -> tuple[ModelRunner, float]:

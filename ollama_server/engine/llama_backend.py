@@ -1,15 +1,22 @@
 """LlamaBackend: loads GGUF models with llama-cpp-python. The only module that imports llama_cpp."""
 from __future__ import annotations
 
+import json
 import threading
+from typing import Callable
 from typing import Iterator
+from typing import Optional
 from typing import Sequence
 
 import llama_cpp
+import numpy as np
+from llama_cpp import llama_grammar
 
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
+from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import SamplingParams
+from ollama_server.engine.types import TokenLogprob
 
 _SPLIT_MODES = {
     "none": llama_cpp.LLAMA_SPLIT_MODE_NONE,
@@ -42,7 +49,7 @@ class LlamaModel:
         metadata = llama.metadata
         self.facts = ModelFacts(
             architecture=metadata.get("general.architecture", "unknown"),
-            trained_context=llama.n_ctx_train(),
+            trained_context=model.n_ctx_train(),
             context_length=llama.n_ctx(),
             chat_template=metadata.get("tokenizer.chat_template") or None,
             bos_text=model.token_get_text(llama.token_bos()) if llama.token_bos() >= 0 else "",
@@ -50,6 +57,7 @@ class LlamaModel:
             vocab_size=llama.n_vocab(),
         )
         self._pieces: dict[int, bytes] = {}
+        self._eog_ids: Optional[np.ndarray] = None
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         # special=True so that template markers like <start_of_turn> become their control tokens.
@@ -77,7 +85,12 @@ class LlamaModel:
             count += 1
         return count
 
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
+                 ban_end_of_generation: Optional[Callable[[], bool]] = None) -> Iterator[int]:
+        grammar = self._grammar(sampling.json_schema)
+        processors = None
+        if ban_end_of_generation is not None:
+            processors = [self._eog_ban(ban_end_of_generation)]
         with self._generate_lock:
             llama = self._llama
             if sampling.seed is not None:
@@ -91,8 +104,49 @@ class LlamaModel:
                 repeat_penalty=sampling.repeat_penalty,
                 frequency_penalty=sampling.frequency_penalty,
                 presence_penalty=sampling.presence_penalty,
+                logits_processor=processors,
+                grammar=grammar,
                 reset=True,
             )
+
+    def _grammar(self, schema: Optional[dict]):
+        if schema is None:
+            return None
+        try:
+            if not schema:  # any JSON value
+                return llama_cpp.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
+            return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # the converter raises many kinds on unsupported schemas
+            raise InvalidRequestError(f"unsupported JSON schema: {exc}", param="format") from None
+
+    def _eog_ban(self, banned: Callable[[], bool]):
+        """A logits processor that makes end-of-generation tokens impossible while banned()."""
+        if self._eog_ids is None:
+            n_vocab = self.facts.vocab_size
+            self._eog_ids = np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)],
+                                     dtype=np.intc)
+
+        def process(input_ids, logits):
+            if banned():
+                logits[self._eog_ids] = -np.inf
+            return logits
+        return process
+
+    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
+        # The context still holds the logits this token was sampled from (until the next decode).
+        pointer = self._llama._ctx.get_logits_ith(-1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.facts.vocab_size,)).astype(np.float64)
+        shifted = logits - logits.max()
+        log_probs = shifted - np.log(np.exp(shifted).sum())
+        top: tuple = ()
+        if top_n > 0:
+            best = np.argpartition(-log_probs, top_n)[:top_n]
+            best = best[np.argsort(-log_probs[best])]
+            top = tuple((int(t), self._piece_text(int(t)), float(log_probs[t])) for t in best)
+        return TokenLogprob(token=token, text=self._piece_text(token), logprob=float(log_probs[token]), top=top)
+
+    def _piece_text(self, token: int) -> str:
+        return self.token_bytes(token).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self._llama.close()

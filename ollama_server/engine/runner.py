@@ -12,6 +12,7 @@ from ollama_server.engine.backend import LoadedModel
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.text_stream import StopMatcher
 from ollama_server.engine.text_stream import Utf8Assembler
+from ollama_server.engine.thinking import ThinkSplitter
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import Chunk
 from ollama_server.engine.types import EngineError
@@ -110,12 +111,16 @@ class ModelRunner:
         sampling = request.sampling
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31))
-        assembler = Utf8Assembler()
-        stopper = StopMatcher(request.stop)
+        text_out = _TextPipeline(request)
+        stop_ids = set(request.stop_token_ids)
         first_token_at = None
+        finish_reason, stop_kind, stop_match = "length", "length", None
         cached = self.model.cached_prefix(generation.prompt_tokens)
-        finish_reason, stop_kind = "length", "length"
-        tokens = self.model.generate(generation.prompt_tokens, sampling)
+
+        def eog_banned() -> bool:
+            return request.ignore_eos or generation.generated < request.min_tokens
+
+        tokens = self.model.generate(generation.prompt_tokens, sampling, ban_end_of_generation=eog_banned)
         try:
             for token in tokens:
                 now = time.monotonic()
@@ -130,19 +135,24 @@ class ModelRunner:
                     finish_reason, stop_kind = "stop", "eos"
                     break
                 generation.generated += 1
-                text = stopper.feed(assembler.feed(self.model.token_bytes(token)))
-                if stopper.matched is not None:
-                    if text:
-                        generation.put(Chunk(text=text, token_ids=(token,)))
-                    finish_reason, stop_kind = "stop", "stop_sequence"
-                    break
+                logprobs = ()
+                if request.logprobs is not None:
+                    logprobs = (self.model.logprobs(token, request.logprobs),)
+                reasoning, text = text_out.feed(self.model.token_bytes(token))
+                chunk = Chunk(text=text, reasoning=reasoning, token_ids=(token,), logprobs=logprobs)
                 # Every token is a chunk, even when its text is held back (TGI streams per token).
-                generation.put(Chunk(text=text, token_ids=(token,)))
+                generation.put(chunk)
+                if text_out.matched is not None:
+                    finish_reason, stop_kind, stop_match = "stop", "stop_sequence", text_out.matched
+                    break
+                if token in stop_ids and generation.generated >= request.min_tokens:
+                    finish_reason, stop_kind, stop_match = "stop", "stop_sequence", token
+                    break
                 if generation.generated >= generation.max_tokens:
                     break
         finally:
             tokens.close()
-        tail = "" if stop_kind == "stop_sequence" else stopper.feed(assembler.flush()) + stopper.flush()
+        reasoning, tail = text_out.finish()
         ended = time.monotonic()
         first = first_token_at or ended
         usage = Usage(
@@ -155,5 +165,42 @@ class ModelRunner:
             eval_s=ended - first,
             total_s=ended - generation.submitted_at,
         )
-        generation.put(Chunk(text=tail, finish_reason=finish_reason, stop_kind=stop_kind, usage=usage))
+        generation.put(Chunk(text=tail, reasoning=reasoning, finish_reason=finish_reason, stop_kind=stop_kind,
+                             stop_match=stop_match, usage=usage, seed=sampling.seed))
         generation.finish("cancelled" if finish_reason == "cancelled" else "done")
+
+
+class _TextPipeline:
+    """Token bytes -> UTF-8 text -> stop strings -> reasoning/content split, in that order."""
+
+    def __init__(self, request):
+        self._utf8 = Utf8Assembler()
+        self._stops = StopMatcher(request.stop)
+        self._think = ThinkSplitter() if request.split_thinking else None
+        self._include_stop = request.include_stop_str
+        self.matched: str | None = None
+
+    def feed(self, piece: bytes) -> tuple[str, str]:
+        text = self._stops.feed(self._utf8.feed(piece))
+        if self._stops.matched is not None:
+            self.matched = self._stops.matched
+            if self._include_stop:
+                text += self.matched
+        return self._split(text)
+
+    def finish(self) -> tuple[str, str]:
+        """What is still held back, once the generation is over."""
+        if self.matched is not None:
+            text = ""
+        else:
+            text = self._stops.feed(self._utf8.flush()) + self._stops.flush()
+        reasoning, content = self._split(text)
+        if self._think is not None:
+            more_reasoning, more_content = self._think.flush()
+            reasoning, content = reasoning + more_reasoning, content + more_content
+        return reasoning, content
+
+    def _split(self, text: str) -> tuple[str, str]:
+        if self._think is None:
+            return "", text
+        return self._think.feed(text)

@@ -27,20 +27,28 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: Optional[int] = None
+    json_schema: Optional[dict] = None  # constrain output to JSON ({} = any JSON object)
 
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """A dialect-neutral generation request: either chat messages or a raw prompt."""
+    """A dialect-neutral generation request: chat messages, a prompt, or prompt token ids."""
 
     model: Optional[str]
     prompt: Optional[str] = None
     messages: Optional[tuple[Message, ...]] = None
     prompt_tokens: Optional[tuple[int, ...]] = None
     max_tokens: Optional[int] = None
+    min_tokens: int = 0
     stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    include_stop_str: bool = False      # keep the matched stop string in the text (vLLM)
+    ignore_eos: bool = False
+    logprobs: Optional[int] = None      # None: none; n: chosen token's logprob plus the top n
+    split_thinking: bool = False        # move <think>...</think> into Chunk.reasoning
     sampling: SamplingParams = field(default_factory=SamplingParams)
     num_ctx: Optional[int] = None
+    cap_to_context: bool = False        # max_tokens beyond the context: shorten instead of rejecting
     add_special: bool = True
     dialect: str = "internal"
     endpoint: str = ""
@@ -65,14 +73,29 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """The chosen token's log-probability and the most likely alternatives."""
+
+    token: int
+    text: str
+    logprob: float
+    top: tuple[tuple[int, str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A piece of output: new text and tokens; the last chunk carries finish_reason and usage."""
 
     text: str = ""
     token_ids: tuple[int, ...] = ()
+    reasoning: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
+    special: bool = False
     finish_reason: Optional[str] = None  # "stop" | "length" | "cancelled"
     stop_kind: Optional[str] = None      # "eos" | "stop_sequence" | "length" on the last chunk
+    stop_match: Optional[str | int] = None  # the stop string or stop token id that ended it
     usage: Optional[Usage] = None
+    seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -85,21 +108,29 @@ class GenerateResult:
     finish_reason: str
     stop_kind: str
     usage: Usage
+    reasoning: str = ""
+    logprobs: tuple[TokenLogprob, ...] = ()
+    stop_match: Optional[str | int] = None
+    seed: Optional[int] = None
 
 
 def collect(model: str, chunks: Iterable[Chunk]) -> GenerateResult:
     """Gather streamed chunks into one result (the non-streaming path)."""
     texts: list[str] = []
+    reasoning: list[str] = []
     tokens: list[int] = []
-    finish_reason, stop_kind, usage = "stop", "eos", Usage()
+    logprobs: list[TokenLogprob] = []
+    last = Chunk(finish_reason="stop", stop_kind="eos", usage=Usage())
     for chunk in chunks:
         texts.append(chunk.text)
+        reasoning.append(chunk.reasoning)
         tokens.extend(chunk.token_ids)
+        logprobs.extend(chunk.logprobs)
         if chunk.finish_reason is not None:
-            finish_reason = chunk.finish_reason
-            stop_kind = chunk.stop_kind or finish_reason
-            usage = chunk.usage or usage
-    return GenerateResult(model, "".join(texts), tuple(tokens), finish_reason, stop_kind, usage)
+            last = chunk
+    return GenerateResult(model, "".join(texts), tuple(tokens), last.finish_reason or "stop",
+                          last.stop_kind or last.finish_reason or "eos", last.usage or Usage(),
+                          "".join(reasoning), tuple(logprobs), last.stop_match, last.seed)
 
 
 class EngineError(Exception):

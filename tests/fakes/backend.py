@@ -9,6 +9,7 @@ from typing import Sequence
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.types import SamplingParams
+from ollama_server.engine.types import TokenLogprob
 
 EOS = 0
 
@@ -39,12 +40,13 @@ class FakeModel:
     def cached_prefix(self, prompt: Sequence[int]) -> int:
         return 0
 
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
+                 ban_end_of_generation=None) -> Iterator[int]:
         self.backend.history.append((self.path, list(prompt), sampling))
         reply, end = self.backend.next_reply()
         for char in reply:
             yield self._next(ord(char))
-        if end:
+        if end and not (ban_end_of_generation and ban_end_of_generation()):
             yield self._next(EOS)
         while True:  # past the script the model keeps talking, as a real one would
             yield self._next(ord("."))
@@ -55,6 +57,11 @@ class FakeModel:
         if self.backend.token_delay_s:
             time.sleep(self.backend.token_delay_s)
         return token
+
+    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
+        """The fake is always certain: logprob 0 for the chosen character."""
+        top = tuple((token, chr(token), 0.0) for _ in range(min(top_n, 1)))
+        return TokenLogprob(token=token, text=chr(token), logprob=0.0, top=top)
 
     def close(self) -> None:
         self.closed = True

@@ -1,0 +1,1 @@
+"""The Hugging Face TGI dialect: /generate, /generate_stream, POST /, /info."""
