@@ -35,6 +35,7 @@ class Services:
     warming: bool = False
     warm_error: Optional[str] = None
     _started: bool = field(default=False, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self, warm: bool = True) -> None:
         """Begin background work (model warm-up); called by the serving entry point only, once."""
@@ -44,6 +45,15 @@ class Services:
         if warm:
             self.warming = True
             threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
+        threading.Thread(target=self._reap_idle_models, name="keep-alive", daemon=True).start()
+
+    def _reap_idle_models(self) -> None:
+        # Checked once a second; keep_alive granularity finer than that is not useful.
+        while not self._stop.wait(1.0):
+            try:
+                self.engine.unload_expired()
+            except Exception:
+                log.exception("keep-alive check failed")
 
     def _warm_up(self) -> None:
         try:
@@ -55,7 +65,8 @@ class Services:
             self.warming = False
 
     def close(self) -> None:
-        """Stop the engine (unloads models)."""
+        """Stop background work and the engine (unloads models)."""
+        self._stop.set()
         self.engine.close()
 
 

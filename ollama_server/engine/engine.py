@@ -150,6 +150,29 @@ class Engine:
         generation.cancel()
         return True
 
+    def set_keep_alive(self, name: str, seconds: Optional[float]) -> None:
+        """Keep a loaded model for `seconds` after its last use (None or negative: forever; 0: unload when idle)."""
+        with self._lock:
+            runner = self._runners.get(name)
+        if runner is None:
+            return
+        runner.keep_alive_s = None if seconds is None or seconds < 0 else float(seconds)
+        runner.last_used = time.monotonic()
+        if seconds == 0:
+            self.unload_expired()
+
+    def unload_expired(self) -> list[str]:
+        """Unload idle models whose keep-alive has run out; returns their names."""
+        now = time.time()
+        with self._lock:
+            expired = [name for name, runner in self._runners.items()
+                       if runner.idle and (runner.expires_at() or float("inf")) <= now]
+            victims = [self._runners.pop(name) for name in expired]
+        for runner in victims:
+            log.info("keep-alive expired: unloading %s", runner.name)
+            runner.stop()
+        return expired
+
     def loaded_facts(self, name: str):
         """ModelFacts of a loaded model, or None when it is not loaded."""
         with self._lock:
@@ -238,7 +261,7 @@ class Engine:
             facts = runner.model.facts
             models.append({"name": runner.name, "context_length": facts.context_length,
                            "trained_context": facts.trained_context, "loaded_at": runner.loaded_at,
-                           "running": r, "waiting": w})
+                           "expires_at": runner.expires_at(), "running": r, "waiting": w})
         return {"models": models, "running": running, "waiting": waiting,
                 "loading": sorted(self._loading), "closing": self._closing}
 

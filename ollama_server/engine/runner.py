@@ -32,6 +32,7 @@ class ModelRunner:
         self.load_s = load_s
         self.loaded_at = time.time()
         self.last_used = time.monotonic()
+        self.keep_alive_s: float | None = None  # None: forever; else unload this long after last use
         self._waiting: collections.deque[Generation] = collections.deque()
         self._running: Generation | None = None
         self._cond = threading.Condition()
@@ -58,6 +59,12 @@ class ModelRunner:
     def idle(self) -> bool:
         with self._cond:
             return self._running is None and not self._waiting
+
+    def expires_at(self) -> float | None:
+        """Wall-clock time after which an idle model may be unloaded (None: never)."""
+        if self.keep_alive_s is None:
+            return None
+        return time.time() + (self.last_used + self.keep_alive_s - time.monotonic())
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting) request counts."""
