@@ -13,6 +13,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.openai.routes import bp as openai_bp
     from ollama_server.api.requests import bp as requests_bp
     from ollama_server.api.tgi.routes import bp as tgi_bp
+    from ollama_server.api.vllm.routes import bp as vllm_bp
 
     auth.init_app(app)
     app_errors.init_app(app)
@@ -21,3 +22,4 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(requests_bp)
     app.register_blueprint(ollama_bp)
     app.register_blueprint(tgi_bp)
+    app.register_blueprint(vllm_bp)

@@ -11,7 +11,8 @@ from flask import request
 from ollama_server.services import services
 
 # Liveness and discovery stay open so that probes and load balancers work without the key.
-PUBLIC_PATHS = frozenset({"/", "/health", "/api/version", "/version", "/ping"})
+# Only reads: POST / is TGI's inference route and needs the key like any other.
+PUBLIC_READS = frozenset({"/", "/health", "/api/version", "/version", "/ping"})
 
 
 def _digest(text: str) -> bytes:
@@ -30,7 +31,9 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def require_key():
         key = services().settings.api_key
-        if not key or request.method == "OPTIONS" or request.path in PUBLIC_PATHS:
+        if not key or request.method == "OPTIONS":
+            return None
+        if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS:
             return None
         if key_matches(request.headers.get("Authorization", ""), key):
             return None

@@ -59,10 +59,12 @@ class LoadedModel(Protocol):
         """How many leading prompt tokens are already in the KV cache (reused, not recomputed)."""
 
     def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation: Optional[Callable[[], bool]] = None) -> Iterator[int]:
+                 ban_end_of_generation: Optional[Callable[[], bool]] = None,
+                 reuse_prefix: bool = True) -> Iterator[int]:
         """Evaluate the prompt, then yield sampled tokens until the caller stops iterating.
 
         While ban_end_of_generation() is true, end-of-generation tokens cannot be sampled.
+        With reuse_prefix false the whole prompt is evaluated afresh (bit-for-bit reproducible).
         """
 
     def logprobs(self, token: int, top_n: int) -> TokenLogprob:

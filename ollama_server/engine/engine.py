@@ -208,10 +208,17 @@ class Engine:
             log.info("loaded %s in %.2fs (context %d)", spec.name, load_s, model.facts.context_length)
             return runner, load_s
 
+    def runtime_context(self, spec: ModelSpec) -> int:
+        """The context window requests get: the configured size, capped by the trained context."""
+        facts = self.loaded_facts(spec.name)
+        if facts is not None:
+            return facts.context_length
+        trained = self._trained_context(spec.path) or self.settings.default_context_size
+        return min(self.settings.default_context_size, trained)
+
     def _load_options(self, spec: ModelSpec) -> LoadOptions:
         s = self.settings
-        trained = self._trained_context(spec.path) or s.default_context_size
-        return LoadOptions(n_ctx=min(s.default_context_size, trained), n_batch=s.batch_size,
+        return LoadOptions(n_ctx=self.runtime_context(spec), n_batch=s.batch_size,
                            n_threads=s.effective_threads, n_gpu_layers=s.gpu_layers, split_mode=s.split_mode,
                            main_gpu=s.main_gpu, tensor_split=s.tensor_split)
 

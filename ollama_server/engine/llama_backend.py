@@ -1,6 +1,7 @@
 """LlamaBackend: loads GGUF models with llama-cpp-python. The only module that imports llama_cpp."""
 from __future__ import annotations
 
+import ctypes
 import json
 import threading
 from typing import Callable
@@ -64,13 +65,23 @@ class LlamaModel:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        return self._llama.detokenize(list(tokens)).decode("utf-8", errors="replace")
+        return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
-            piece = self._pieces[token] = self._llama._model.token_to_piece(token, special=False)
+            piece = self._pieces[token] = self._piece(token)
         return piece
+
+    def _piece(self, token: int) -> bytes:
+        # llama-cpp-python's own helper returns a NUL-padded 32-byte buffer; use the length instead.
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            written = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if written >= 0:
+                return buffer.raw[:written]
+            size = -written
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -86,13 +97,16 @@ class LlamaModel:
         return count
 
     def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation: Optional[Callable[[], bool]] = None) -> Iterator[int]:
+                 ban_end_of_generation: Optional[Callable[[], bool]] = None,
+                 reuse_prefix: bool = True) -> Iterator[int]:
         grammar = self._grammar(sampling.json_schema)
         processors = None
         if ban_end_of_generation is not None:
             processors = [self._eog_ban(ban_end_of_generation)]
         with self._generate_lock:
             llama = self._llama
+            if not reuse_prefix:
+                llama.reset()  # forget the cached prefix: the prompt is evaluated as one fresh batch
             if sampling.seed is not None:
                 llama.set_seed(sampling.seed)
             yield from llama.generate(
@@ -135,15 +149,16 @@ class LlamaModel:
     def logprobs(self, token: int, top_n: int) -> TokenLogprob:
         # The context still holds the logits this token was sampled from (until the next decode).
         pointer = self._llama._ctx.get_logits_ith(-1)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.facts.vocab_size,)).astype(np.float64)
-        shifted = logits - logits.max()
-        log_probs = shifted - np.log(np.exp(shifted).sum())
+        logits = np.ctypeslib.as_array(pointer, shape=(self.facts.vocab_size,))  # a view: no copy
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum(dtype=np.float64)))
         top: tuple = ()
         if top_n > 0:
-            best = np.argpartition(-log_probs, top_n)[:top_n]
-            best = best[np.argsort(-log_probs[best])]
-            top = tuple((int(t), self._piece_text(int(t)), float(log_probs[t])) for t in best)
-        return TokenLogprob(token=token, text=self._piece_text(token), logprob=float(log_probs[token]), top=top)
+            best = np.argpartition(logits, -top_n)[-top_n:]
+            best = best[np.argsort(-logits[best])]
+            top = tuple((int(t), self._piece_text(int(t)), float(logits[t]) - log_total) for t in best)
+        return TokenLogprob(token=token, text=self._piece_text(token), logprob=float(logits[token]) - log_total,
+                            top=top)
 
     def _piece_text(self, token: int) -> str:
         return self.token_bytes(token).decode("utf-8", errors="replace")

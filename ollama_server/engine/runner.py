@@ -116,18 +116,25 @@ class ModelRunner:
         generation.state = "running"
         request = generation.request
         sampling = request.sampling
+        # KV reuse changes batch shapes and so the last bits of the logits (llama-server documents the
+        # same for cache_prompt): requests that promise reproducibility evaluate their prompt afresh.
+        reuse_prefix = sampling.seed is None and sampling.temperature > 0
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31))
         text_out = _TextPipeline(request)
         stop_ids = set(request.stop_token_ids)
         first_token_at = None
         finish_reason, stop_kind, stop_match = "length", "length", None
-        cached = self.model.cached_prefix(generation.prompt_tokens)
+        cached = self.model.cached_prefix(generation.prompt_tokens) if reuse_prefix else 0
 
         def eog_banned() -> bool:
             return request.ignore_eos or generation.generated < request.min_tokens
 
-        tokens = self.model.generate(generation.prompt_tokens, sampling, ban_end_of_generation=eog_banned)
+        # The ban costs a pass over the whole vocabulary per token: only requests that need it pay.
+        needs_ban = request.ignore_eos or request.min_tokens > 0
+        tokens = self.model.generate(generation.prompt_tokens, sampling,
+                                     ban_end_of_generation=eog_banned if needs_ban else None,
+                                     reuse_prefix=reuse_prefix)
         try:
             for token in tokens:
                 now = time.monotonic()

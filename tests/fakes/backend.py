@@ -41,7 +41,7 @@ class FakeModel:
         return 0
 
     def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation=None) -> Iterator[int]:
+                 ban_end_of_generation=None, reuse_prefix: bool = True) -> Iterator[int]:
         self.backend.history.append((self.path, list(prompt), sampling))
         reply, end = self.backend.next_reply()
         for char in reply:

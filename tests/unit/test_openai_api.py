@@ -176,3 +176,23 @@ def test_api_key_is_required_when_set(make_app, fake_backend):
     assert client.get("/v1/models", headers={"Authorization": "Bearer s3cre"}).status_code == 401
     assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_think_tags_move_to_reasoning_fields(client, fake_backend):
+    fake_backend.enqueue("<think>plan it</think>The answer.")
+    message = client.post("/v1/chat/completions", json={"model": "tiny", "messages": [
+        {"role": "user", "content": "q"}]}).get_json()["choices"][0]["message"]
+    assert message["content"] == "The answer."
+    assert message["reasoning_content"] == message["reasoning"] == "plan it"
+
+
+def test_streamed_think_tags_split_across_chunks_are_still_separated(client, fake_backend):
+    fake_backend.enqueue("<think>a<b</think>c</thi")  # one character per token: every tag is split
+    events = sse_payloads(client.post("/v1/chat/completions", json={
+        "model": "tiny", "stream": True, "messages": [{"role": "user", "content": "q"}]}))
+    deltas = [e["choices"][0]["delta"] for e in events[:-1]]
+    reasoning = "".join(d.get("reasoning_content", "") for d in deltas)
+    content = "".join(d.get("content", "") for d in deltas)
+    assert reasoning == "a<b"
+    assert content == "c</thi"
+    assert all(d.get("reasoning") == d.get("reasoning_content") for d in deltas)

@@ -1,6 +1,227 @@
-"""Ollama HTTP wiring."""
+"""Ollama HTTP wiring: parse, submit to the engine, answer as JSON or NDJSON."""
 from __future__ import annotations
 
+import uuid
+from typing import Iterator
+from typing import Optional
+
 from flask import Blueprint
+from flask import Response
+from flask import g
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+from ollama_server.api.errors import ApiError
+from ollama_server.api.errors import DEFAULT_STATUS
+from ollama_server.api.errors import from_engine_error
+from ollama_server.api.ollama import model_details as md
+from ollama_server.api.ollama import translate as tr
+from ollama_server.api.ollama.schemas import ChatBody
+from ollama_server.api.ollama.schemas import GenerateBody
+from ollama_server.api.ollama.schemas import ShowBody
+from ollama_server.api.streaming import dumps
+from ollama_server.api.streaming import ndjson_line
+from ollama_server.api.validation import parse_body
+from ollama_server.engine.engine import Engine
+from ollama_server.engine.generation import Generation
+from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import GenerateRequest
+from ollama_server.engine.types import Usage
+from ollama_server.engine.types import collect
+from ollama_server.models.catalogue import ModelSpec
+from ollama_server.services import services
 
 bp = Blueprint("ollama", __name__)
+VERSION = "0.12.0"  # clients (Copilot, Continue) refuse servers older than 0.6.4
+STATUS = {**DEFAULT_STATUS, "busy": 503}
+
+
+def _json(payload: dict, status: int = 200) -> Response:
+    """JSON in Ollama's field order (jsonify would sort the keys)."""
+    return Response(dumps(payload), status=status, content_type="application/json; charset=utf-8")
+
+
+@bp.errorhandler(ApiError)
+def api_error(error: ApiError):
+    response = _json(tr.error_body(error.message), error.status or STATUS.get(error.kind, 500))
+    response.headers.update(error.headers)
+    if g.get("ollama_request_id"):
+        response.headers["X-Request-Id"] = g.ollama_request_id
+    return response
+
+
+def _ollama_error(exc: EngineError) -> ApiError:
+    error = from_engine_error(exc)
+    if isinstance(exc, BusyError) and exc.message == BusyError().message:
+        error.message = tr.BUSY_MESSAGE  # Ollama's exact wording (two spaces included)
+    return error
+
+
+@bp.errorhandler(EngineError)
+def engine_error(exc: EngineError):
+    return api_error(_ollama_error(exc))
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    kind = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code, "invalid_request")
+    return api_error(ApiError(kind, exc.description or exc.name, status=exc.code))
+
+
+# --- discovery ---------------------------------------------------------------------------------
+@bp.get("/")
+def root():
+    """Ollama's liveness probe (HEAD too)."""
+    return Response("Ollama is running", mimetype="text/plain")
+
+
+@bp.get("/api/version")
+def version():
+    """The Ollama version we answer as."""
+    return _json({"version": VERSION})
+
+
+def _entry(spec: ModelSpec) -> dict:
+    return {"name": spec.name, "model": spec.name, "modified_at": md.rfc3339(spec.modified_at),
+            "size": spec.size_bytes, "digest": md.digest(spec), "details": md.details(spec)}
+
+
+@bp.get("/api/tags")
+@bp.get("/api/models")
+def tags():
+    """Every model in the catalogue (/api/models is the seed's alias)."""
+    return _json({"models": [_entry(spec) for spec in services().catalogue.all()]})
+
+
+@bp.post("/api/show")
+def show():
+    """Modelfile, template, details and the GGUF key/value map of one model."""
+    body = parse_body(ShowBody, request.get_data())
+    name = body.model or body.name
+    if not name:
+        raise ApiError("invalid_request", "model is required", param="model")
+    spec = services().catalogue.get(name)
+    if spec is None:
+        raise ApiError("not_found", f"model '{name}' not found", param="model")
+    info = md.model_info(spec, body.verbose)
+    facts = services().engine.loaded_facts(spec.name)
+    if facts is not None:
+        arch = info.get("general.architecture") or facts.architecture
+        info.setdefault(f"{arch}.context_length", facts.trained_context)
+        info["ollama_server.runtime_context_length"] = facts.context_length
+    out = {"modelfile": md.modelfile(spec), "parameters": md.parameters_text(spec.parameters),
+           "template": md.chat_template(spec)}
+    if spec.system:
+        out["system"] = spec.system
+    out.update({"details": md.details(spec), "model_info": info, "capabilities": ["completion"],
+                "modified_at": md.rfc3339(spec.modified_at)})
+    return _json(out)
+
+
+@bp.get("/api/ps")
+def ps():
+    """Loaded models, when each expires, and the context they run with."""
+    svc = services()
+    models = []
+    for loaded in svc.engine.snapshot()["models"]:
+        spec = svc.catalogue.get(loaded["name"])
+        if spec is None:  # removed from disk while loaded
+            continue
+        entry = {key: value for key, value in _entry(spec).items() if key != "modified_at"}
+        models.append({**entry, "expires_at": md.expires_rfc3339(loaded["expires_at"]), "size_vram": 0,
+                       "context_length": loaded["context_length"]})
+    return _json({"models": models})
+
+
+# --- generation --------------------------------------------------------------------------------
+@bp.post("/api/generate")
+def generate():
+    """Completion of a prompt (templated unless raw); an empty prompt only loads or unloads."""
+    body = parse_body(GenerateBody, request.get_data())
+    svc = services()
+    spec = svc.engine.resolve(body.model or None)
+    name = body.model or spec.name
+    tr.check_generate(body, name)
+    keep_alive = tr.keep_alive_seconds(body.keep_alive)
+    if not body.prompt:
+        return _load_only("generate", svc.engine, spec, name, keep_alive)
+    think = tr.think_mode(body.think, svc.settings.preserve_think_tags)
+    engine_request = tr.from_generate(body, think, request.path, spec.system, spec.parameters)
+    return _run("generate", engine_request, name, keep_alive, think.show, body.stream is not False)
+
+
+@bp.post("/api/chat")
+def chat():
+    """The assistant's next message; no messages only loads or unloads."""
+    body = parse_body(ChatBody, request.get_data())
+    svc = services()
+    spec = svc.engine.resolve(body.model or None)
+    name = body.model or spec.name
+    tr.check_chat(body, name)
+    keep_alive = tr.keep_alive_seconds(body.keep_alive)
+    if not body.messages:
+        return _load_only("chat", svc.engine, spec, name, keep_alive)
+    think = tr.think_mode(body.think, svc.settings.preserve_think_tags)
+    engine_request = tr.from_chat(body, think, request.path, spec.system, spec.parameters)
+    return _run("chat", engine_request, name, keep_alive, think.show, body.stream is not False)
+
+
+def _load_only(kind: str, engine: Engine, spec: ModelSpec, name: str, keep_alive: Optional[float]) -> Response:
+    if keep_alive == 0:
+        engine.unload(spec.name)
+        return _json(tr.final(kind, name, "unload", None))
+    engine.load(spec.name)
+    engine.set_keep_alive(spec.name, keep_alive)
+    return _json(tr.final(kind, name, "load", None))
+
+
+def _run(kind: str, engine_request: GenerateRequest, name: str, keep_alive: Optional[float], show_thinking: bool,
+         stream: bool) -> Response:
+    engine = services().engine
+    request_id = str(uuid.uuid4())
+    g.ollama_request_id = request_id
+    generation = engine.submit(engine_request, request_id=request_id)
+    if stream:
+        response = Response(_guarded(_lines(kind, generation, name, show_thinking), generation, engine, keep_alive),
+                            mimetype="application/x-ndjson")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"
+    else:
+        try:
+            result = collect(generation.model, generation)
+        finally:
+            engine.set_keep_alive(generation.model, keep_alive)
+        response = _json(tr.final(kind, name, tr.done_reason(result.finish_reason), result.usage, result.text,
+                                  result.reasoning if show_thinking else "", result.logprobs))
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _guarded(lines: Iterator[str], generation: Generation, engine: Engine, keep_alive: Optional[float]):
+    try:
+        yield from lines
+    finally:  # finished or the client went away: free the slot, then start the keep-alive clock
+        generation.cancel()
+        engine.set_keep_alive(generation.model, keep_alive)
+
+
+def _lines(kind: str, generation: Generation, name: str, show_thinking: bool) -> Iterator[str]:
+    """NDJSON lines: one per chunk with visible text, then the done:true line with the metrics."""
+    pending = []  # logprobs of tokens whose text is still held back
+    try:
+        for chunk in generation:
+            pending.extend(chunk.logprobs)
+            thinking = chunk.reasoning if show_thinking else ""
+            if chunk.text or thinking:
+                yield ndjson_line(tr.piece(kind, name, chunk.text, thinking, pending))
+                pending = []
+            if chunk.finish_reason is not None:
+                yield ndjson_line(tr.final(kind, name, tr.done_reason(chunk.finish_reason), chunk.usage,
+                                           logprobs=pending))
+                return
+    except EngineError as exc:
+        yield ndjson_line(tr.error_body(_ollama_error(exc).message))
+        return
+    # Cancelled before it started: no final chunk came, but an Ollama stream always ends with done.
+    yield ndjson_line(tr.final(kind, name, "stop", Usage(), logprobs=pending))

@@ -1,4 +1,4 @@
-"""OpenAI HTTP wiring: parse, submit to the engine, answer as JSON or SSE."""
+"""OpenAI HTTP wiring (vLLM extras included): parse, submit to the engine, answer as JSON or SSE."""
 from __future__ import annotations
 
 from typing import Iterator
@@ -20,6 +20,7 @@ from ollama_server.api.validation import parse_body
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
+from ollama_server.engine.types import GenerateResult
 from ollama_server.engine.types import Usage
 from ollama_server.engine.types import collect
 from ollama_server.services import services
@@ -48,8 +49,27 @@ def http_error(exc: HTTPException):
     return api_error(ApiError(kind, exc.description or exc.name, status=exc.code))
 
 
+def _choice_id(response_id: str, index: int) -> str:
+    return response_id if index == 0 else f"{response_id}-{index}"
+
+
 def _submit(engine_request: GenerateRequest, request_id: str) -> Generation:
     return services().engine.submit(engine_request, request_id=request_id)
+
+
+def _collect_all(engine_requests: list[GenerateRequest], response_id: str) -> list[tuple[Generation, GenerateResult]]:
+    """Run the choices one after another; any error surfaces before a byte is sent."""
+    done = []
+    for index, engine_request in enumerate(engine_requests):
+        generation = _submit(engine_request, _choice_id(response_id, index))
+        done.append((generation, collect(generation.model, generation)))
+    return done
+
+
+def _check_stream_options(body) -> bool:
+    if body.stream_options is not None and not body.stream:
+        raise ApiError("invalid_request", "stream_options is only allowed when stream is true", "stream_options")
+    return bool(body.stream_options and body.stream_options.include_usage)
 
 
 def _sse(events: Iterator[str], generations: list[Generation], request_id: str) -> Response:
@@ -66,69 +86,84 @@ def _sse(events: Iterator[str], generations: list[Generation], request_id: str) 
     return response
 
 
+def _json(payload: dict, request_id: str) -> Response:
+    response = jsonify(payload)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
 @bp.post("/v1/chat/completions")
 @bp.post("/api/chat/completions")
 def chat_completions():
     """Chat completion, JSON or SSE."""
     body = parse_body(ChatCompletionRequest, request.get_data())
-    if body.stream_options is not None and not body.stream:
-        raise ApiError("invalid_request", "stream_options is only allowed when stream is true", "stream_options")
+    include_usage = _check_stream_options(body)
     response_id = tr.new_id("chatcmpl")
-    generation = _submit(tr.from_chat_request(body, request.path), response_id)
+    engine_requests = tr.from_chat_request(body, request.path)
     created = tr.now()
     if not body.stream:
-        result = collect(generation.model, generation)
-        response = jsonify(tr.to_chat_completion(result, response_id, created))
-        response.headers["X-Request-Id"] = response_id
-        return response
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return _sse(_chat_events(generation, response_id, created, include_usage), [generation], response_id)
+        results = [result for _, result in _collect_all(engine_requests, response_id)]
+        return _json(tr.to_chat_completion(results, response_id, created), response_id)
+    started = [_submit(engine_requests[0], response_id)]
+    events = _chat_events(engine_requests, started, response_id, created, include_usage)
+    return _sse(events, started, response_id)
 
 
-def _chat_events(generation: Generation, response_id: str, created: int, include_usage: bool) -> Iterator[str]:
-    model = generation.model
-    yield sse_event(tr.chat_chunk(response_id, created, model, {"role": "assistant", "content": ""},
-                                  with_usage_field=include_usage))
+def _chat_events(engine_requests: list[GenerateRequest], started: list[Generation], response_id: str,
+                 created: int, include_usage: bool) -> Iterator[str]:
+    model = started[0].model
+    usage = Usage()
+
+    def event(index: int, delta: dict, finish=None, logprobs=None) -> str:
+        chunk = tr.chat_chunk(response_id, created, model, delta, finish, include_usage)
+        chunk["choices"][0]["index"] = index
+        chunk["choices"][0]["logprobs"] = logprobs
+        return sse_event(chunk)
+
     try:
-        for chunk in generation:
-            if chunk.text:
-                yield sse_event(tr.chat_chunk(response_id, created, model, {"content": chunk.text},
-                                              with_usage_field=include_usage))
-            if chunk.finish_reason is not None:
-                yield sse_event(tr.chat_chunk(response_id, created, model, {},
-                                              tr.finish_reason(chunk.finish_reason), include_usage))
-                if include_usage:
-                    yield sse_event(tr.usage_chunk(response_id, created, model, "chat.completion.chunk",
-                                                   chunk.usage))
+        for index, engine_request in enumerate(engine_requests):
+            if index:
+                started.append(_submit(engine_request, _choice_id(response_id, index)))
+            generation = started[index]
+            yield event(index, {"role": "assistant", "content": ""})
+            for chunk in generation:
+                delta = {}
+                if chunk.reasoning:
+                    delta["reasoning_content"] = delta["reasoning"] = chunk.reasoning
+                if chunk.text:
+                    delta["content"] = chunk.text
+                if delta:
+                    yield event(index, delta, logprobs=tr.chat_logprobs(chunk.logprobs))
+                if chunk.finish_reason is not None:
+                    yield event(index, {}, tr.finish_reason(chunk.finish_reason))
+                    usage = Usage(prompt_tokens=chunk.usage.prompt_tokens,
+                                  completion_tokens=usage.completion_tokens + chunk.usage.completion_tokens,
+                                  cached_tokens=chunk.usage.cached_tokens)
     except EngineError as exc:
         yield sse_event(tr.error_body(from_engine_error(exc)))
         return
+    if include_usage:
+        yield sse_event(tr.usage_chunk(response_id, created, model, "chat.completion.chunk", usage))
     yield DONE
 
 
 @bp.post("/v1/completions")
 def completions():
-    """Text completion for one or several prompts, JSON or SSE."""
+    """Text completion for one or several prompts (and n choices each), JSON or SSE."""
     body = parse_body(CompletionRequest, request.get_data())
-    if body.stream_options is not None and not body.stream:
-        raise ApiError("invalid_request", "stream_options is only allowed when stream is true", "stream_options")
+    include_usage = _check_stream_options(body)
     response_id = tr.new_id("cmpl")
     engine_requests = tr.from_completion_request(body, request.path)
+    prompt_count = len(engine_requests) // body.n
     created = tr.now()
     if not body.stream:
-        results, echoes = [], []
-        for index, engine_request in enumerate(engine_requests):
-            generation = _submit(engine_request, response_id if index == 0 else f"{response_id}-{index}")
-            results.append(collect(generation.model, generation))
-            echoes.append(_echo_text(engine_request, generation) if body.echo else "")
-        response = jsonify(tr.to_completion(results, response_id, created, echoes))
-        response.headers["X-Request-Id"] = response_id
-        return response
+        done = _collect_all(engine_requests, response_id)
+        echoes = [_echo_text(req, gen) if body.echo else "" for req, (gen, _) in zip(engine_requests, done)]
+        payload = tr.to_completion([r for _, r in done], response_id, created, echoes, prompt_count)
+        return _json(payload, response_id)
     # Submit the first now so that its errors become a proper status; the rest follow in turn.
-    first = _submit(engine_requests[0], response_id)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    started = [first]
-    events = _completion_events(first, engine_requests, started, response_id, created, include_usage, body.echo)
+    started = [_submit(engine_requests[0], response_id)]
+    events = _completion_events(engine_requests, started, response_id, created, include_usage, body)
     return _sse(events, started, response_id)
 
 
@@ -138,25 +173,31 @@ def _echo_text(engine_request: GenerateRequest, generation: Generation) -> str:
     return services().engine.detokenize(generation.model, generation.prompt_tokens)
 
 
-def _completion_events(first: Generation, engine_requests: list[GenerateRequest], started: list[Generation],
-                       response_id: str, created: int, include_usage: bool, echo: bool) -> Iterator[str]:
+def _completion_events(engine_requests: list[GenerateRequest], started: list[Generation], response_id: str,
+                       created: int, include_usage: bool, body: CompletionRequest) -> Iterator[str]:
     prompt_tokens = completion_tokens = 0
-    model = first.model
+    model = started[0].model
     try:
         for index, engine_request in enumerate(engine_requests):
-            generation = first if index == 0 else _submit(engine_request, f"{response_id}-{index}")
             if index:
-                started.append(generation)
-            if echo:
-                yield sse_event(tr.completion_chunk(response_id, created, model, index,
-                                                    _echo_text(engine_request, generation),
+                started.append(_submit(engine_request, _choice_id(response_id, index)))
+            generation = started[index]
+            offset = 0
+            if body.echo:
+                echo = _echo_text(engine_request, generation)
+                offset = len(echo)
+                yield sse_event(tr.completion_chunk(response_id, created, model, index, echo,
                                                     with_usage_field=include_usage))
             for chunk in generation:
                 if chunk.text or chunk.finish_reason is not None:
-                    yield sse_event(tr.completion_chunk(response_id, created, model, index, chunk.text,
-                                                        tr.finish_reason(chunk.finish_reason), include_usage))
+                    event = tr.completion_chunk(response_id, created, model, index, chunk.text,
+                                                tr.finish_reason(chunk.finish_reason), include_usage)
+                    event["choices"][0]["logprobs"] = tr.completion_logprobs(chunk.logprobs, offset)
+                    offset += len(chunk.text)
+                    yield sse_event(event)
                 if chunk.usage is not None:
-                    prompt_tokens += chunk.usage.prompt_tokens
+                    if index % body.n == 0:
+                        prompt_tokens += chunk.usage.prompt_tokens
                     completion_tokens += chunk.usage.completion_tokens
     except EngineError as exc:
         yield sse_event(tr.error_body(from_engine_error(exc)))
@@ -167,11 +208,15 @@ def _completion_events(first: Generation, engine_requests: list[GenerateRequest]
     yield DONE
 
 
+def _card(spec) -> dict:
+    context = services().engine.runtime_context(spec)
+    return tr.model_card(spec.name, int(spec.modified_at.timestamp()), spec.path, context)
+
+
 @bp.get("/v1/models")
 def list_models():
-    """Every model in the catalogue."""
-    data = [tr.model_card(spec.name, int(spec.modified_at.timestamp())) for spec in services().catalogue.all()]
-    return jsonify({"object": "list", "data": data})
+    """Every model in the catalogue, with its runtime context length (vLLM's max_model_len)."""
+    return jsonify({"object": "list", "data": [_card(spec) for spec in services().catalogue.all()]})
 
 
 @bp.get("/v1/models/<path:model_id>")
@@ -180,4 +225,4 @@ def get_model(model_id: str):
     spec = services().catalogue.get(model_id)
     if spec is None:
         raise ApiError("not_found", f"The model '{model_id}' does not exist", param="model", code="model_not_found")
-    return jsonify(tr.model_card(spec.name, int(spec.modified_at.timestamp())))
+    return jsonify(_card(spec))

@@ -42,18 +42,29 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Stop = Union[str, Annotated[list[str], Field(max_length=16)], None]
 
 
+MAX_CHOICES = 8
+
+
 class _Sampling(_Open):
     model: Optional[str] = None
     temperature: Optional[Annotated[float, Field(ge=0.0, le=2.0)]] = None
-    top_p: Optional[Probability] = None
-    n: Annotated[int, Field(ge=1, le=1)] = 1
+    top_p: Optional[Annotated[float, Field(gt=0.0, le=1.0)]] = None
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] = 1
     stop: Stop = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
-    seed: Optional[int] = None
+    seed: Optional[Annotated[int, Field(ge=0, lt=2**63)]] = None
     presence_penalty: Optional[Penalty] = None
     frequency_penalty: Optional[Penalty] = None
     user: Optional[str] = None
+    # vLLM sampling extras (sent by the SDK through extra_body)
+    top_k: Optional[Annotated[int, Field(ge=-1)]] = None
+    min_p: Optional[Probability] = None
+    repetition_penalty: Optional[Annotated[float, Field(gt=0.0, le=10.0)]] = None
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    ignore_eos: bool = False
+    stop_token_ids: Optional[Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=64)]] = None
+    include_stop_str_in_output: bool = False
 
 
 class ChatCompletionRequest(_Sampling):
@@ -61,6 +72,8 @@ class ChatCompletionRequest(_Sampling):
     max_tokens: Optional[Annotated[int, Field(ge=1)]] = None
     max_completion_tokens: Optional[Annotated[int, Field(ge=1)]] = None
     logprobs: Optional[bool] = None
+    top_logprobs: Optional[Annotated[int, Field(ge=0, le=20)]] = None
+    response_format: Optional[dict] = None
 
 
 PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -70,5 +83,22 @@ class CompletionRequest(_Sampling):
     prompt: Union[str, Annotated[list[str], Field(min_length=1)], PromptTokens, list[PromptTokens]]
     max_tokens: Optional[Annotated[int, Field(ge=1)]] = 16
     echo: bool = False
-    logprobs: Optional[Annotated[int, Field(ge=0, le=5)]] = None
+    logprobs: Optional[Annotated[int, Field(ge=0, le=20)]] = None
     suffix: Optional[str] = None
+
+
+class TokenizeRequest(_Open):
+    """vLLM /tokenize: a prompt, or chat messages rendered with the model's template."""
+
+    model: Optional[str] = None
+    prompt: Optional[str] = None
+    messages: Optional[Annotated[list[ChatMessage], Field(min_length=1)]] = None
+    add_special_tokens: bool = True
+    add_generation_prompt: bool = True
+
+
+class DetokenizeRequest(_Open):
+    """vLLM /detokenize."""
+
+    model: Optional[str] = None
+    tokens: list[Annotated[int, Field(ge=0)]]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
@@ -13,6 +14,7 @@ from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import GenerateResult
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
+from ollama_server.engine.types import TokenLogprob
 from ollama_server.engine.types import Usage
 
 FINGERPRINT = "fp_ollama_server"
@@ -30,21 +32,40 @@ def _stops(stop) -> tuple[str, ...]:
     return tuple(s for s in stop if s)
 
 
-def sampling_from(body: _Sampling) -> SamplingParams:
-    """OpenAI sampling fields over the engine's defaults (only what the caller set changes)."""
+def sampling_from(body: _Sampling, seed_offset: int = 0) -> SamplingParams:
+    """OpenAI and vLLM sampling fields over the engine's defaults (only what the caller set changes)."""
     defaults = SamplingParams()
+    top_k = defaults.top_k if body.top_k is None else max(body.top_k, 0)  # vLLM: -1 and 0 mean off
     return SamplingParams(
         temperature=defaults.temperature if body.temperature is None else body.temperature,
-        top_k=defaults.top_k,
+        top_k=top_k,
         top_p=defaults.top_p if body.top_p is None else body.top_p,
-        min_p=defaults.min_p,
+        min_p=defaults.min_p if body.min_p is None else body.min_p,
+        repeat_penalty=defaults.repeat_penalty if body.repetition_penalty is None else body.repetition_penalty,
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
-        seed=body.seed,
+        seed=None if body.seed is None else body.seed + seed_offset,
     )
 
 
-def _message_text(message) -> str:
+def _json_schema(response_format: Optional[dict]) -> Optional[dict]:
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {}
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise ApiError("invalid_request", "response_format.json_schema.schema must be an object",
+                           param="response_format")
+        return schema
+    raise ApiError("invalid_request", f"unsupported response_format type {kind!r}", param="response_format")
+
+
+def message_text(message) -> str:
     content = message.content
     if content is None:
         return ""
@@ -58,28 +79,30 @@ def _message_text(message) -> str:
     return "".join(texts)
 
 
-def from_chat_request(body: ChatCompletionRequest, endpoint: str) -> GenerateRequest:
-    """An engine request for a chat completion."""
-    if body.logprobs:
-        raise ApiError("invalid_request", "logprobs is not supported for chat completions yet", param="logprobs")
-    messages = tuple(Message(m.role, _message_text(m)) for m in body.messages)
-    return GenerateRequest(
-        model=body.model or None,
-        messages=messages,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        stop=_stops(body.stop),
-        sampling=sampling_from(body),
-        dialect="openai",
-        endpoint=endpoint,
-    )
+def _common(body: _Sampling, endpoint: str, choice: int) -> dict:
+    return dict(model=body.model or None, stop=_stops(body.stop), min_tokens=body.min_tokens,
+                ignore_eos=body.ignore_eos, stop_token_ids=tuple(body.stop_token_ids or ()),
+                include_stop_str=body.include_stop_str_in_output, dialect="openai", endpoint=endpoint)
+
+
+def from_chat_request(body: ChatCompletionRequest, endpoint: str) -> list[GenerateRequest]:
+    """One engine request per choice (n); reasoning is always split out of the content."""
+    messages = tuple(Message(m.role, message_text(m)) for m in body.messages)
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    schema = _json_schema(body.response_format)
+    requests = []
+    for choice in range(body.n):
+        sampling = replace(sampling_from(body, choice), json_schema=schema)
+        requests.append(GenerateRequest(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens,
+                                        logprobs=logprobs, split_thinking=True, sampling=sampling,
+                                        **_common(body, endpoint, choice)))
+    return requests
 
 
 def from_completion_request(body: CompletionRequest, endpoint: str) -> list[GenerateRequest]:
-    """One engine request per prompt (a list of prompts gives one choice each)."""
+    """One engine request per prompt and choice: choice index = prompt_index * n + i."""
     if body.suffix:
         raise ApiError("invalid_request", "suffix (fill-in-the-middle) is not supported", param="suffix")
-    if body.logprobs is not None:
-        raise ApiError("invalid_request", "logprobs is not supported yet", param="logprobs")
     prompt = body.prompt
     if isinstance(prompt, str):
         prompts: list = [prompt]
@@ -87,10 +110,14 @@ def from_completion_request(body: CompletionRequest, endpoint: str) -> list[Gene
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
-    base = dict(model=body.model or None, max_tokens=body.max_tokens, stop=_stops(body.stop),
-                sampling=sampling_from(body), dialect="openai", endpoint=endpoint)
-    return [GenerateRequest(prompt=p, **base) if isinstance(p, str) else GenerateRequest(prompt_tokens=p, **base)
-            for p in prompts]
+    requests = []
+    for p in prompts:
+        for choice in range(body.n):
+            base = dict(max_tokens=body.max_tokens, logprobs=body.logprobs, sampling=sampling_from(body, choice),
+                        **_common(body, endpoint, choice))
+            requests.append(GenerateRequest(prompt=p, **base) if isinstance(p, str)
+                            else GenerateRequest(prompt_tokens=p, **base))
+    return requests
 
 
 def usage_json(usage: Usage) -> dict:
@@ -102,6 +129,27 @@ def usage_json(usage: Usage) -> dict:
     }
 
 
+def chat_logprobs(entries: tuple[TokenLogprob, ...]) -> Optional[dict]:
+    """OpenAI chat logprobs: one entry per token with its top alternatives."""
+    if not entries:
+        return None
+    return {"content": [{"token": e.text, "logprob": e.logprob, "bytes": list(e.text.encode()),
+                         "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                          for _, t, lp in e.top]} for e in entries]}
+
+
+def completion_logprobs(entries: tuple[TokenLogprob, ...], start_offset: int = 0) -> Optional[dict]:
+    """Legacy completions logprobs (as vLLM returns them)."""
+    if not entries:
+        return None
+    offsets, offset = [], start_offset
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.text)
+    return {"text_offset": offsets, "token_logprobs": [e.logprob for e in entries],
+            "tokens": [e.text for e in entries], "top_logprobs": [{t: lp for _, t, lp in e.top} for e in entries]}
+
+
 def finish_reason(reason: Optional[str]) -> Optional[str]:
     """OpenAI has no 'cancelled'; a cancelled request is over, so it reports 'stop'."""
     if reason is None:
@@ -109,35 +157,53 @@ def finish_reason(reason: Optional[str]) -> Optional[str]:
     return "length" if reason == "length" else "stop"
 
 
-def to_chat_completion(result: GenerateResult, response_id: str, created: int) -> dict:
+def chat_message(result: GenerateResult) -> dict:
+    message = {"role": "assistant", "content": result.text}
+    if result.reasoning:
+        # Both spellings: older clients read reasoning_content, newer ones reasoning.
+        message["reasoning_content"] = result.reasoning
+        message["reasoning"] = result.reasoning
+    return message
+
+
+def _total_usage(results: list[GenerateResult]) -> Usage:
+    # n choices of one prompt share the prompt: count it once per distinct prompt, as OpenAI does.
+    return Usage(prompt_tokens=sum(r.usage.prompt_tokens for r in results),
+                 completion_tokens=sum(r.usage.completion_tokens for r in results),
+                 cached_tokens=sum(r.usage.cached_tokens for r in results))
+
+
+def to_chat_completion(results: list[GenerateResult], response_id: str, created: int) -> dict:
+    usage = _total_usage(results)
+    usage = replace(usage, prompt_tokens=results[0].usage.prompt_tokens)
     return {
         "id": response_id,
         "object": "chat.completion",
         "created": created,
-        "model": result.model,
+        "model": results[0].model,
         "system_fingerprint": FINGERPRINT,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": result.text},
-            "logprobs": None,
-            "finish_reason": finish_reason(result.finish_reason),
-        }],
-        "usage": usage_json(result.usage),
+        "choices": [{"index": i, "message": chat_message(r), "logprobs": chat_logprobs(r.logprobs),
+                     "finish_reason": finish_reason(r.finish_reason), "stop_reason": r.stop_match}
+                    for i, r in enumerate(results)],
+        "usage": usage_json(usage),
     }
 
 
-def to_completion(results: list[GenerateResult], response_id: str, created: int, echo_prompts: list[str]) -> dict:
-    usage = Usage(prompt_tokens=sum(r.usage.prompt_tokens for r in results),
-                  completion_tokens=sum(r.usage.completion_tokens for r in results),
-                  cached_tokens=sum(r.usage.cached_tokens for r in results))
+def to_completion(results: list[GenerateResult], response_id: str, created: int, echo_prompts: list[str],
+                  prompt_count: int) -> dict:
+    usage = _total_usage(results)
+    per_prompt = len(results) // max(prompt_count, 1)
+    usage = replace(usage, prompt_tokens=sum(r.usage.prompt_tokens for r in results[::per_prompt]))
     return {
         "id": response_id,
         "object": "text_completion",
         "created": created,
         "model": results[0].model,
         "system_fingerprint": FINGERPRINT,
-        "choices": [{"index": i, "text": echo_prompts[i] + r.text, "logprobs": None,
-                     "finish_reason": finish_reason(r.finish_reason)} for i, r in enumerate(results)],
+        "choices": [{"index": i, "text": echo_prompts[i] + r.text,
+                     "logprobs": completion_logprobs(r.logprobs, len(echo_prompts[i])),
+                     "finish_reason": finish_reason(r.finish_reason), "stop_reason": r.stop_match}
+                    for i, r in enumerate(results)],
         "usage": usage_json(usage),
     }
 
@@ -177,11 +243,10 @@ def usage_chunk(response_id: str, created: int, model: str, obj: str, usage: Usa
             "system_fingerprint": FINGERPRINT, "choices": [], "usage": usage_json(usage)}
 
 
-def model_card(name: str, created: int, context_length: Optional[int] = None) -> dict:
-    card = {"id": name, "object": "model", "created": created, "owned_by": "library"}
-    if context_length:
-        card["max_model_len"] = context_length
-    return card
+def model_card(name: str, created: int, root: str, context_length: Optional[int]) -> dict:
+    """An OpenAI model entry with vLLM's extras (root, max_model_len)."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "library", "root": root,
+            "parent": None, "max_model_len": context_length}
 
 
 def error_body(error: ApiError) -> dict:

@@ -1,6 +1,179 @@
-"""TGI HTTP wiring."""
+"""TGI HTTP wiring: POST /generate, /generate_stream and / (huggingface_hub's target), GET /info."""
 from __future__ import annotations
 
+import uuid
+from typing import Iterator
+from typing import Optional
+
 from flask import Blueprint
+from flask import Response
+from flask import jsonify
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+import ollama_server
+from ollama_server.api.errors import ApiError
+from ollama_server.api.streaming import sse_event
+from ollama_server.api.tgi import translate as tr
+from ollama_server.api.tgi.schemas import GenerateBody
+from ollama_server.api.validation import parse_body
+from ollama_server.engine.generation import Generation
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import collect
+from ollama_server.models import gguf
+from ollama_server.services import Services
+from ollama_server.services import services
 
 bp = Blueprint("tgi", __name__)
+OVERLOADED = "Model is overloaded"
+
+
+def _error(status: int, message: str, error_type: str, headers: Optional[dict] = None) -> Response:
+    response = jsonify(tr.error_body(message, error_type))
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.errorhandler(ApiError)
+def api_error(error: ApiError):
+    status, error_type = tr.error_status(error.kind)
+    message = OVERLOADED if error.kind == "busy" else error.message
+    return _error(error.status or status, message, error_type, error.headers)
+
+
+@bp.errorhandler(EngineError)
+def engine_error(error: EngineError):
+    status, error_type = tr.error_status(error.kind)
+    if error.kind == "busy":
+        return _error(status, OVERLOADED, error_type, {"Retry-After": str(getattr(error, "retry_after_s", 1))})
+    return _error(status, tr.error_message(error), error_type)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    status = exc.code or 500
+    return _error(status, exc.description or exc.name, "validation" if status < 500 else "generation")
+
+
+def _body() -> GenerateBody:
+    return parse_body(GenerateBody, request.get_data())
+
+
+def _truncated(svc: Services, body: GenerateBody) -> Optional[tuple[int, ...]]:
+    """The last `truncate` prompt tokens, when the prompt is longer than that (TGI truncates on the left)."""
+    truncate = tr.parameters_of(body).truncate
+    if not truncate:
+        return None
+    _, ids = svc.engine.tokenize(tr.model_of(body), body.inputs)
+    return tuple(ids[-truncate:]) if len(ids) > truncate else None
+
+
+def _submit(svc: Services, body: GenerateBody, stream: bool) -> tuple[Generation, str]:
+    tr.validate(body, stream)  # before any tokenizing for `truncate`
+    engine_request = tr.to_engine_request(body, request.path, stream, _truncated(svc, body))
+    request_id = f"tgi-{uuid.uuid4().hex[:24]}"
+    return svc.engine.submit(engine_request, request_id=request_id), request_id
+
+
+def _prefix(body: GenerateBody) -> str:
+    return body.inputs if tr.parameters_of(body).return_full_text else ""
+
+
+def _generate(body: GenerateBody) -> tuple[dict, dict]:
+    """(response body, headers) of one non-streamed generation."""
+    svc = services()
+    generation, request_id = _submit(svc, body, stream=False)
+    try:
+        result = collect(generation.model, generation)
+    finally:
+        generation.cancel()  # a no-op when finished; frees the slot after a failure
+    p = tr.parameters_of(body)
+    prefill = _prefill(svc, generation) if p.decoder_input_details else None
+    headers = tr.timing_headers(result.usage, body.inputs)
+    headers["X-Request-Id"] = request_id
+    return tr.generate_response(result, p, _prefix(body), prefill), headers
+
+
+def _prefill(svc: Services, generation: Generation) -> list[dict]:
+    """Prompt tokens for decoder_input_details; their logprobs are not computed here (null)."""
+    return [tr.token_json(t, svc.engine.detokenize(generation.model, [t]), None)
+            for t in generation.prompt_tokens]
+
+
+def _eos_token(svc: Services, model: str) -> tuple[int, str]:
+    """The model's end-of-sequence token (id, text), for a stream that generated nothing else."""
+    facts = svc.engine.loaded_facts(model)
+    spec = svc.catalogue.get(model)
+    token_id = 0
+    try:
+        if spec is not None:
+            token_id = int(gguf.read_header(spec.path).metadata.get("tokenizer.ggml.eos_token_id", 0))
+    except (OSError, ValueError, TypeError):
+        pass
+    return token_id, facts.eos_text if facts else ""
+
+
+def _stream(body: GenerateBody) -> Response:
+    """SSE `data:{json}` events, one per token, no [DONE]."""
+    svc = services()  # the generator below runs outside the app context
+    generation, request_id = _submit(svc, body, stream=True)
+    p = tr.parameters_of(body)
+    plan = tr.StreamPlan(prefix=_prefix(body), details=bool(p.details), top_n=p.top_n_tokens or 0,
+                         parameters=p, eos_token=lambda: _eos_token(svc, generation.model))
+
+    def events() -> Iterator[str]:
+        try:
+            for payload in tr.stream_payloads(generation, plan):
+                yield sse_event(payload, space=False)
+        finally:  # finished or the client went away: either way, free the slot
+            generation.cancel()
+
+    response = Response(events(), mimetype="text/event-stream")
+    response.headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                             "X-Request-Id": request_id, "x-compute-type": "cpu"})
+    return response
+
+
+@bp.post("/generate")
+def generate():
+    """One generation as JSON."""
+    payload, headers = _generate(_body())
+    response = jsonify(payload)
+    response.headers.update(headers)
+    return response
+
+
+@bp.post("/generate_stream")
+def generate_stream():
+    """One generation as server-sent events."""
+    return _stream(_body())
+
+
+@bp.post("/")
+def compat_generate():
+    """huggingface_hub's text_generation(): streams when `stream` is true, else a one-element list."""
+    body = _body()
+    if body.stream:
+        return _stream(body)
+    payload, headers = _generate(body)
+    response = jsonify([payload])  # TGI wraps it in a list to match the old Inference API
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/info")
+def model_info():
+    """What TGI's /info reports, for the default (smallest) model."""
+    svc = services()
+    spec = svc.catalogue.smallest()
+    if spec is None:
+        raise ApiError("unavailable", "no model is available")
+    settings = svc.settings
+    try:
+        trained = gguf.read_header(spec.path).context_length
+    except (OSError, ValueError):
+        trained = None
+    max_total = min(settings.default_context_size, trained or settings.default_context_size)
+    return jsonify(tr.info(spec.name, max_total, settings.parallel_slots + settings.max_queue,
+                           ollama_server.__version__))
