@@ -182,7 +182,7 @@ class BusyError(EngineError):
 
     kind = "busy"
 
-    def __init__(self, message: str = "server busy, please try again. maximum pending requests exceeded",
+    def __init__(self, message: str = "server busy, please try again.  maximum pending requests exceeded",
                  retry_after_s: int = 1):
         super().__init__(message)
         self.retry_after_s = retry_after_s
