@@ -24,7 +24,6 @@ from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.engine import Engine
 from ollama_server.engine.generation import Generation
-from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import Usage
@@ -51,16 +50,9 @@ def api_error(error: ApiError):
     return response
 
 
-def _ollama_error(exc: EngineError) -> ApiError:
-    error = from_engine_error(exc)
-    if isinstance(exc, BusyError) and exc.message == BusyError().message:
-        error.message = tr.BUSY_MESSAGE  # Ollama's exact wording (two spaces included)
-    return error
-
-
 @bp.errorhandler(EngineError)
 def engine_error(exc: EngineError):
-    return api_error(_ollama_error(exc))
+    return api_error(from_engine_error(exc))
 
 
 @bp.errorhandler(HTTPException)
@@ -221,7 +213,7 @@ def _lines(kind: str, generation: Generation, name: str, show_thinking: bool) ->
                                            logprobs=pending))
                 return
     except EngineError as exc:
-        yield ndjson_line(tr.error_body(_ollama_error(exc).message))
+        yield ndjson_line(tr.error_body(from_engine_error(exc).message))
         return
     # Cancelled before it started: no final chunk came, but an Ollama stream always ends with done.
     yield ndjson_line(tr.final(kind, name, "stop", Usage(), logprobs=pending))

@@ -23,7 +23,6 @@ from ollama_server.engine.types import Usage
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's five minutes
-BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 RAW_CONFLICT = "raw mode does not support template, system, or context"
 # Ollama's DefaultOptions() for the sampling knobs the engine has.
 OLLAMA_SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.0,
