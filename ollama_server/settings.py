@@ -156,6 +156,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_queue", 64, _at_least(0, _parse_int), "Requests allowed to wait for a slot; beyond it the answer is 'busy'."),
     Setting("api_key", "", _parse_str, "If set, inference and admin routes require 'Authorization: Bearer <key>'."),
     Setting("max_request_bytes", 8 * 1024 * 1024, _at_least(1024, _parse_int), "Largest request body accepted (bytes)."),
+    Setting("model_load_cooldown", 30.0, _at_least(0, _parse_float),
+            "Seconds a model that failed to load is not tried again (its error is returned meanwhile)."),
+    Setting("default_keep_alive", 300.0, _parse_float,
+            "Seconds an idle model stays loaded when a request gives no keep_alive (negative: forever)."),
+    Setting("allow_private_pull_urls", False, _parse_bool,
+            "Let /api/pull fetch from loopback and private addresses (off: only public hosts)."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -186,6 +192,9 @@ class Settings:
     max_queue: int
     api_key: str
     max_request_bytes: int
+    model_load_cooldown: float
+    default_keep_alive: float
+    allow_private_pull_urls: bool
 
     @property
     def effective_threads(self) -> int:

@@ -9,7 +9,10 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import app_errors
     from ollama_server.api import auth
     from ollama_server.api.health import bp as health_bp
+    from ollama_server.api.ollama.manage import bp as ollama_manage_bp
+    from ollama_server.api.ollama.pull import bp as ollama_pull_bp
     from ollama_server.api.ollama.routes import bp as ollama_bp
+    from ollama_server.api.registry import bp as registry_bp
     from ollama_server.api.openai.routes import bp as openai_bp
     from ollama_server.api.requests import bp as requests_bp
     from ollama_server.api.tgi.routes import bp as tgi_bp
@@ -23,3 +26,6 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(ollama_bp)
     app.register_blueprint(tgi_bp)
     app.register_blueprint(vllm_bp)
+    app.register_blueprint(ollama_manage_bp)
+    app.register_blueprint(ollama_pull_bp)
+    app.register_blueprint(registry_bp)

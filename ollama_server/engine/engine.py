@@ -43,6 +43,7 @@ class Engine:
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
         self._loading: set[str] = set()
         self._requests: "collections.OrderedDict[str, Generation]" = collections.OrderedDict()
+        self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
         self._closing = False
 
     # --- requests -----------------------------------------------------------------------------
@@ -191,6 +192,10 @@ class Engine:
                 runner = self._runners.get(spec.name)
                 if runner is not None:
                     return runner, 0.0
+            failed = self._failed_loads.get(spec.name)
+            if failed and time.monotonic() - failed[0] < self.settings.model_load_cooldown:
+                # A broken model is not retried on every request: that would stall everyone behind the lock.
+                raise ModelLoadError(failed[1])
             self._make_room()
             started = time.monotonic()
             self._loading.add(spec.name)
@@ -198,11 +203,16 @@ class Engine:
                 model = self.backend.load(spec.path, self._load_options(spec))
             except Exception as exc:
                 log.warning("loading %s failed: %s", spec.name, exc)
-                raise ModelLoadError(f"failed to load model '{spec.name}': {exc}") from None
+                message = f"failed to load model '{spec.name}': {exc}"
+                self._failed_loads[spec.name] = (time.monotonic(), message)
+                raise ModelLoadError(message) from None
             finally:
                 self._loading.discard(spec.name)
+            self._failed_loads.pop(spec.name, None)
             load_s = time.monotonic() - started
             runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s)
+            keep_alive = self.settings.default_keep_alive
+            runner.keep_alive_s = None if keep_alive < 0 else keep_alive
             with self._lock:
                 self._runners[spec.name] = runner
             log.info("loaded %s in %.2fs (context %d)", spec.name, load_s, model.facts.context_length)

@@ -131,3 +131,39 @@ def test_concurrent_submissions_load_a_model_once(engine, fake_backend):
     for thread in threads:
         thread.join()
     assert sum(1 for m in fake_backend.loaded if m.path.endswith("big.gguf")) == 1
+
+
+def test_a_failed_load_is_not_retried_during_the_cooldown(make_app, fake_backend):
+    from ollama_server.engine.types import ModelLoadError
+    app = make_app(model_load_cooldown=60)
+    attempts = []
+
+    def broken_load(path, options):
+        attempts.append(path)
+        raise RuntimeError("corrupt tensor data")
+    fake_backend.load = broken_load
+    with app.app_context():
+        engine = services().engine
+        for _ in range(3):
+            with pytest.raises(ModelLoadError, match="corrupt tensor data"):
+                engine.submit(GenerateRequest(model="tiny", prompt="a"))
+    assert len(attempts) == 1
+
+
+def test_a_failed_load_is_retried_after_the_cooldown(make_app, fake_backend):
+    from ollama_server.engine.types import ModelLoadError
+    app = make_app(model_load_cooldown=0)
+    real_load, calls = fake_backend.load, []
+
+    def flaky_load(path, options):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("disk hiccup")
+        return real_load(path, options)
+    fake_backend.load = flaky_load
+    with app.app_context():
+        engine = services().engine
+        with pytest.raises(ModelLoadError):
+            engine.submit(GenerateRequest(model="tiny", prompt="a"))
+        fake_backend.enqueue("ok")
+        assert collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a"))).text == "ok"

@@ -135,7 +135,7 @@ def generate():
     spec = svc.engine.resolve(body.model or None)
     name = body.model or spec.name
     tr.check_generate(body, name)
-    keep_alive = tr.keep_alive_seconds(body.keep_alive)
+    keep_alive = tr.keep_alive_seconds(body.keep_alive, services().settings.default_keep_alive)
     if not body.prompt:
         return _load_only("generate", svc.engine, spec, name, keep_alive)
     think = tr.think_mode(body.think, svc.settings.preserve_think_tags)
@@ -151,7 +151,7 @@ def chat():
     spec = svc.engine.resolve(body.model or None)
     name = body.model or spec.name
     tr.check_chat(body, name)
-    keep_alive = tr.keep_alive_seconds(body.keep_alive)
+    keep_alive = tr.keep_alive_seconds(body.keep_alive, services().settings.default_keep_alive)
     if not body.messages:
         return _load_only("chat", svc.engine, spec, name, keep_alive)
     think = tr.think_mode(body.think, svc.settings.preserve_think_tags)

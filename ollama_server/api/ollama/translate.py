@@ -46,10 +46,10 @@ def think_mode(think: Any, preserve_think_tags: bool) -> ThinkMode:
     return ThinkMode(split=not preserve_think_tags, show=False)
 
 
-def keep_alive_seconds(value: Optional[float]) -> Optional[float]:
-    """Parsed keep_alive -> engine seconds: absent is five minutes, negative is None (forever)."""
+def keep_alive_seconds(value: Optional[float], default: float = DEFAULT_KEEP_ALIVE_S) -> Optional[float]:
+    """Parsed keep_alive -> engine seconds: absent is the configured default, negative is None (forever)."""
     if value is None:
-        return DEFAULT_KEEP_ALIVE_S
+        value = default
     return None if value < 0 else value
 
 
