@@ -1,9 +1,8 @@
-"""The model back-end protocol: what the engine needs from a loaded model, nothing about llama.cpp."""
+"""The model back-end protocol: what the engine's scheduler needs from a loaded model, nothing about llama.cpp."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-from typing import Iterator
+from typing import Any
 from typing import Optional
 from typing import Protocol
 from typing import Sequence
@@ -14,9 +13,10 @@ from ollama_server.engine.types import TokenLogprob
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How to load a model: context size and where its layers go."""
+    """How to load a model: per-slot context, slots, and where its layers go."""
 
-    n_ctx: int
+    n_ctx: int                 # context per slot
+    n_slots: int = 1           # sequences decoded together (continuous batching)
     n_batch: int = 512
     n_threads: int = 1
     n_gpu_layers: int = -1
@@ -31,17 +31,29 @@ class ModelFacts:
 
     architecture: str
     trained_context: int
-    context_length: int
+    context_length: int        # per slot: what one request may use
     chat_template: str | None
     bos_text: str
     eos_text: str
     vocab_size: int
 
 
+@dataclass(frozen=True)
+class DecodeEntry:
+    """Tokens of one sequence in a batch, starting at `start_pos`; logits wanted for its last token?"""
+
+    seq: int
+    tokens: Sequence[int]
+    start_pos: int
+    want_logits: bool
+
+
 class LoadedModel(Protocol):
-    """A model in memory, ready to tokenize and generate."""
+    """A model in memory with `n_slots` sequences, driven by one scheduler thread."""
 
     facts: ModelFacts
+    n_slots: int
+    batch_capacity: int
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         """Token ids for `text`; `add_special` adds BOS where the model wants one."""
@@ -55,20 +67,21 @@ class LoadedModel(Protocol):
     def is_end_of_generation(self, token: int) -> bool:
         """True for EOS / end-of-turn tokens."""
 
-    def cached_prefix(self, prompt: Sequence[int]) -> int:
-        """How many leading prompt tokens are already in the KV cache (reused, not recomputed)."""
+    def decode(self, entries: Sequence[DecodeEntry]) -> list[Optional[int]]:
+        """Evaluate one batch; per entry, the logits row of its last token (None if not wanted)."""
 
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation: Optional[Callable[[], bool]] = None,
-                 reuse_prefix: bool = True) -> Iterator[int]:
-        """Evaluate the prompt, then yield sampled tokens until the caller stops iterating.
+    def forget(self, seq: int, from_pos: int) -> bool:
+        """Drop a sequence's cached tokens from `from_pos` on."""
 
-        While ban_end_of_generation() is true, end-of-generation tokens cannot be sampled.
-        With reuse_prefix false the whole prompt is evaluated afresh (bit-for-bit reproducible).
-        """
+    def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
+                    ignore_eos: bool = False) -> Any:
+        """Sampler state (with .close()) for one request; may raise InvalidRequestError for a bad grammar."""
 
-    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
-        """Log-probability of the token just yielded, and the top_n alternatives."""
+    def sample(self, sampler: Any, row: int, generated: int, min_tokens: int) -> int:
+        """The next token from logits row `row`."""
+
+    def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
+        """Log-probability of `token` under logits row `row`, and the top_n alternatives."""
 
     def close(self) -> None:
         """Free the model's memory."""
@@ -79,4 +92,3 @@ class Backend(Protocol):
 
     def load(self, path: str, options: LoadOptions) -> LoadedModel:
         """Load the GGUF at `path`; raises on failure."""
-

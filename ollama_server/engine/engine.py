@@ -228,7 +228,7 @@ class Engine:
 
     def _load_options(self, spec: ModelSpec) -> LoadOptions:
         s = self.settings
-        return LoadOptions(n_ctx=self.runtime_context(spec), n_batch=s.batch_size,
+        return LoadOptions(n_ctx=self.runtime_context(spec), n_slots=s.parallel_slots, n_batch=s.batch_size,
                            n_threads=s.effective_threads, n_gpu_layers=s.gpu_layers, split_mode=s.split_mode,
                            main_gpu=s.main_gpu, tensor_split=s.tensor_split)
 

@@ -1,20 +1,25 @@
-"""LlamaBackend: loads GGUF models with llama-cpp-python. The only module that imports llama_cpp."""
+"""LlamaBackend: llama.cpp through llama-cpp-python's low-level API. The only module that imports llama_cpp.
+
+One llama.cpp context per loaded model holds `n_slots` sequences; the engine's scheduler feeds it
+batches that mix prompt chunks and one decode token per running sequence (continuous batching).
+"""
 from __future__ import annotations
 
 import ctypes
 import json
 import threading
-from typing import Callable
-from typing import Iterator
 from typing import Optional
 from typing import Sequence
 
 import llama_cpp
 import numpy as np
+from llama_cpp import _internals as internals
 from llama_cpp import llama_grammar
 
+from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
+from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import TokenLogprob
@@ -24,45 +29,86 @@ _SPLIT_MODES = {
     "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
     "row": llama_cpp.LLAMA_SPLIT_MODE_ROW,
 }
+_PENALTY_WINDOW = 64  # tokens the repetition penalties look back over (llama.cpp's default)
+_backend_ready = threading.Lock()
+_backend_initialised = False
 
 
-class LlamaModel:
-    """A llama.cpp model and context; generate() must be driven by one thread at a time."""
+def _init_backend() -> None:
+    global _backend_initialised
+    with _backend_ready:
+        if not _backend_initialised:
+            llama_cpp.llama_backend_init()
+            _backend_initialised = True
+
+
+class SlotSampler:
+    """A request's sampler chain; a second chain bans end-of-generation while min_tokens is unmet."""
+
+    def __init__(self, chain, banned_chain=None, ban_always: bool = False):
+        self.chain = chain
+        self.banned_chain = banned_chain
+        self.ban_always = ban_always
+
+    def close(self) -> None:
+        for chain in (self.chain, self.banned_chain):
+            if chain is not None:
+                chain.close()
+
+
+class LlamaBatchModel:
+    """A llama.cpp model with one context of `n_slots` sequences; driven by one engine thread."""
 
     def __init__(self, path: str, options: LoadOptions):
-        self._llama = llama_cpp.Llama(
-            model_path=path,
-            n_ctx=options.n_ctx,
-            n_batch=options.n_batch,
-            n_ubatch=options.n_batch,
-            n_threads=options.n_threads,
-            n_threads_batch=options.n_threads,
-            n_gpu_layers=options.n_gpu_layers,
-            split_mode=_SPLIT_MODES[options.split_mode],
-            main_gpu=options.main_gpu,
-            tensor_split=list(options.tensor_split) or None,
-            verbose=False,
-        )
-        self._generate_lock = threading.Lock()
-        llama = self._llama
-        model = llama._model
-        self._vocab = model.vocab
-        metadata = llama.metadata
+        _init_backend()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = options.n_gpu_layers
+        params.split_mode = _SPLIT_MODES[options.split_mode]
+        params.main_gpu = options.main_gpu
+        if options.tensor_split:
+            split = (ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*options.tensor_split)
+            self._tensor_split = split  # keep alive: llama.cpp reads it during load
+            params.tensor_split = split
+        self._model = internals.LlamaModel(path_model=path, params=params, verbose=False)
+        n_slots = max(1, options.n_slots)
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = options.n_ctx * n_slots
+        ctx_params.n_batch = options.n_batch
+        ctx_params.n_ubatch = options.n_batch
+        ctx_params.n_seq_max = n_slots
+        ctx_params.n_threads = options.n_threads
+        ctx_params.n_threads_batch = options.n_threads
+        ctx_params.kv_unified = False   # each slot owns n_ctx cells: one long request cannot starve the others
+        ctx_params.swa_full = True      # sliding-window layers keep full history so prefixes can be reused
+        ctx_params.no_perf = True
+        try:
+            self._ctx = internals.LlamaContext(model=self._model, params=ctx_params, verbose=False)
+        except Exception:
+            self._model.close()
+            raise
+        self._memory = self._ctx.memory
+        self._batch = llama_cpp.llama_batch_init(options.n_batch, 0, 1)
+        self.batch_capacity = options.n_batch
+        self.n_slots = n_slots
+        self._vocab = self._model.vocab
+        metadata = self._model.metadata()
+        bos, eos = self._model.token_bos(), self._model.token_eos()
         self.facts = ModelFacts(
             architecture=metadata.get("general.architecture", "unknown"),
-            trained_context=model.n_ctx_train(),
-            context_length=llama.n_ctx(),
+            trained_context=self._model.n_ctx_train(),
+            context_length=llama_cpp.llama_n_ctx(self._ctx.ctx) // n_slots,
             chat_template=metadata.get("tokenizer.chat_template") or None,
-            bos_text=model.token_get_text(llama.token_bos()) if llama.token_bos() >= 0 else "",
-            eos_text=model.token_get_text(llama.token_eos()) if llama.token_eos() >= 0 else "",
-            vocab_size=llama.n_vocab(),
+            bos_text=self._model.token_get_text(bos) if bos >= 0 else "",
+            eos_text=self._model.token_get_text(eos) if eos >= 0 else "",
+            vocab_size=self._model.n_vocab(),
         )
         self._pieces: dict[int, bytes] = {}
-        self._eog_ids: Optional[np.ndarray] = None
+        self._eog_ids: Optional[list[int]] = None
 
+    # --- text ---------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         # special=True so that template markers like <start_of_turn> become their control tokens.
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+        return self._model.tokenize(text.encode("utf-8"), add_special, True)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return b"".join(self.token_bytes(t) for t in tokens).decode("utf-8", errors="replace")
@@ -74,7 +120,7 @@ class LlamaModel:
         return piece
 
     def _piece(self, token: int) -> bytes:
-        # llama-cpp-python's own helper returns a NUL-padded 32-byte buffer; use the length instead.
+        # llama-cpp-python's own helper returns a NUL-padded 32-byte buffer; use the written length.
         size = 64
         while True:
             buffer = ctypes.create_string_buffer(size)
@@ -86,42 +132,83 @@ class LlamaModel:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def cached_prefix(self, prompt: Sequence[int]) -> int:
-        """How many leading prompt tokens are already in the KV cache."""
-        cached = self._llama._input_ids[: self._llama.n_tokens]
-        count = 0
-        for a, b in zip(cached, prompt):
-            if a != b:
-                break
-            count += 1
-        return count
+    def special_token(self, token: int) -> bool:
+        """True for control tokens (BOS, EOS, turn markers)."""
+        attr = llama_cpp.llama_vocab_get_attr(self._vocab, token)
+        return bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
 
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation: Optional[Callable[[], bool]] = None,
-                 reuse_prefix: bool = True) -> Iterator[int]:
+    # --- decoding -----------------------------------------------------------------------------
+    def decode(self, entries: Sequence[DecodeEntry]) -> list[Optional[int]]:
+        """Evaluate one batch; returns, per entry, the batch index of its logits (None if not asked)."""
+        batch = self._batch
+        index = 0
+        logit_rows: list[Optional[int]] = []
+        for entry in entries:
+            last = len(entry.tokens) - 1
+            for offset, token in enumerate(entry.tokens):
+                batch.token[index] = token
+                batch.pos[index] = entry.start_pos + offset
+                batch.n_seq_id[index] = 1
+                batch.seq_id[index][0] = entry.seq
+                batch.logits[index] = entry.want_logits and offset == last
+                index += 1
+            logit_rows.append(index - 1 if entry.want_logits else None)
+        batch.n_tokens = index
+        status = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status} (KV cache full or batch invalid)")
+        return logit_rows
+
+    def forget(self, seq: int, from_pos: int) -> bool:
+        """Drop a sequence's KV cells from `from_pos` on; False if llama.cpp cannot cut there."""
+        return bool(llama_cpp.llama_memory_seq_rm(self._memory, seq, from_pos, -1))
+
+    # --- sampling -----------------------------------------------------------------------------
+    def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
+                    ignore_eos: bool = False) -> SlotSampler:
+        chain = self._chain(sampling, prompt, ban_eog=ignore_eos)
+        banned = None
+        if min_tokens > 0 and not ignore_eos:
+            banned = self._chain(sampling, prompt, ban_eog=True)
+        return SlotSampler(chain, banned, ban_always=ignore_eos)
+
+    def _chain(self, sampling: SamplingParams, prompt: Sequence[int], ban_eog: bool):
         grammar = self._grammar(sampling.json_schema)
-        processors = None
-        if ban_end_of_generation is not None:
-            processors = [self._eog_ban(ban_end_of_generation)]
-        with self._generate_lock:
-            llama = self._llama
-            if not reuse_prefix:
-                llama.reset()  # forget the cached prefix: the prompt is evaluated as one fresh batch
-            if sampling.seed is not None:
-                llama.set_seed(sampling.seed)
-            yield from llama.generate(
-                list(prompt),
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                min_p=sampling.min_p,
-                temp=sampling.temperature,
-                repeat_penalty=sampling.repeat_penalty,
-                frequency_penalty=sampling.frequency_penalty,
-                presence_penalty=sampling.presence_penalty,
-                logits_processor=processors,
-                grammar=grammar,
-                reset=True,
-            )
+        chain = internals.LlamaSampler()
+        if ban_eog:
+            chain.add_logit_bias(self.facts.vocab_size, {t: float("-inf") for t in self._end_tokens()})
+        if sampling.repeat_penalty != 1.0 or sampling.frequency_penalty or sampling.presence_penalty:
+            chain.add_penalties(self.facts.vocab_size, _PENALTY_WINDOW, sampling.repeat_penalty,
+                                sampling.frequency_penalty, sampling.presence_penalty)
+            for token in prompt[-_PENALTY_WINDOW:]:  # penalties see the prompt too, as in llama-server
+                chain.accept(token)
+        if grammar is not None:
+            chain.add_grammar(self._model, grammar)
+        if sampling.temperature <= 0:
+            chain.add_greedy()
+        else:
+            # top_k first: it cuts the 262k-entry vocabulary down before the costlier steps.
+            if sampling.top_k > 0:
+                chain.add_top_k(sampling.top_k)
+            chain.add_top_p(sampling.top_p, 1)
+            chain.add_min_p(sampling.min_p, 1)
+            chain.add_temp(sampling.temperature)
+            chain.add_dist(sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
+        return chain
+
+    def sample(self, sampler: SlotSampler, row: int, generated: int, min_tokens: int) -> int:
+        """Sample the next token from logits row `row`; end-of-generation is banned below min_tokens."""
+        use_banned = sampler.banned_chain is not None and generated < min_tokens
+        active, other = (sampler.banned_chain, sampler.chain) if use_banned else (sampler.chain, sampler.banned_chain)
+        token = llama_cpp.llama_sampler_sample(active.sampler, self._ctx.ctx, row)
+        if other is not None:
+            other.accept(token)  # keep penalty and grammar state identical in both chains
+        return token
+
+    def _end_tokens(self) -> list[int]:
+        if self._eog_ids is None:
+            self._eog_ids = [t for t in range(self.facts.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+        return self._eog_ids
 
     def _grammar(self, schema: Optional[dict]):
         if schema is None:
@@ -133,22 +220,9 @@ class LlamaModel:
         except Exception as exc:  # the converter raises many kinds on unsupported schemas
             raise InvalidRequestError(f"unsupported JSON schema: {exc}", param="format") from None
 
-    def _eog_ban(self, banned: Callable[[], bool]):
-        """A logits processor that makes end-of-generation tokens impossible while banned()."""
-        if self._eog_ids is None:
-            n_vocab = self.facts.vocab_size
-            self._eog_ids = np.array([t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)],
-                                     dtype=np.intc)
-
-        def process(input_ids, logits):
-            if banned():
-                logits[self._eog_ids] = -np.inf
-            return logits
-        return process
-
-    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
-        # The context still holds the logits this token was sampled from (until the next decode).
-        pointer = self._llama._ctx.get_logits_ith(-1)
+    def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
+        """Log-probability of `token` under logits row `row`, and the top_n alternatives."""
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx.ctx, row)
         logits = np.ctypeslib.as_array(pointer, shape=(self.facts.vocab_size,))  # a view: no copy
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak).sum(dtype=np.float64)))
@@ -164,11 +238,15 @@ class LlamaModel:
         return self.token_bytes(token).decode("utf-8", errors="replace")
 
     def close(self) -> None:
-        self._llama.close()
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        self._ctx.close()
+        self._model.close()
 
 
 class LlamaBackend:
     """Backend that loads models with llama.cpp."""
 
-    def load(self, path: str, options: LoadOptions) -> LlamaModel:
-        return LlamaModel(path, options)
+    def load(self, path: str, options: LoadOptions) -> LlamaBatchModel:
+        return LlamaBatchModel(path, options)

@@ -1,4 +1,8 @@
-"""ModelRunner: one loaded model, its wait queue, and the engine thread that decodes for it."""
+"""ModelRunner: one loaded model, its wait queue, and the engine thread that batches its slots.
+
+Each step builds one batch: a decode token for every running slot, then prompt chunks for slots
+still reading their prompt. New requests join at the next step; finished ones leave at once.
+"""
 from __future__ import annotations
 
 import collections
@@ -8,22 +12,20 @@ import threading
 import time
 from dataclasses import replace
 
+from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadedModel
 from ollama_server.engine.generation import Generation
-from ollama_server.engine.text_stream import StopMatcher
-from ollama_server.engine.text_stream import Utf8Assembler
-from ollama_server.engine.thinking import ThinkSplitter
+from ollama_server.engine.slot import Slot
 from ollama_server.engine.types import BusyError
-from ollama_server.engine.types import Chunk
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import RequestTimeoutError
-from ollama_server.engine.types import Usage
 
 log = logging.getLogger(__name__)
+PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
 
 
 class ModelRunner:
-    """Serves the generations queued for one model, one at a time, on its own thread."""
+    """Serves the generations queued for one model, `n_slots` at a time, on its own thread."""
 
     def __init__(self, name: str, model: LoadedModel, max_queue: int, load_s: float = 0.0):
         self.name = name
@@ -33,32 +35,34 @@ class ModelRunner:
         self.loaded_at = time.time()
         self.last_used = time.monotonic()
         self.keep_alive_s: float | None = None  # None: forever; else unload this long after last use
+        self.slots = [Slot(seq) for seq in range(model.n_slots)]
         self._waiting: collections.deque[Generation] = collections.deque()
-        self._running: Generation | None = None
         self._cond = threading.Condition()
         self._stopping = False
+        self.steps = 0
         self._thread = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
     # --- admission ----------------------------------------------------------------------------
     def enqueue(self, generation: Generation) -> None:
-        """Queue a generation, or raise BusyError at once when the wait queue is full."""
+        """Queue a generation, or raise BusyError at once when slots and wait queue are full."""
         with self._cond:
             if self._stopping:
                 raise BusyError("model is unloading, please try again")
-            # Capacity is the one running slot plus max_queue waiting (counted together, so a
-            # request not yet picked up by the engine thread still counts once).
-            in_system = (1 if self._running is not None else 0) + len(self._waiting)
-            if in_system >= 1 + self.max_queue:
+            # A request not yet picked up by the engine thread counts once, as waiting.
+            if self._active_count() + len(self._waiting) >= len(self.slots) + self.max_queue:
                 raise BusyError()
             self._waiting.append(generation)
             self.last_used = time.monotonic()
             self._cond.notify()
 
+    def _active_count(self) -> int:
+        return sum(1 for slot in self.slots if slot.busy)
+
     @property
     def idle(self) -> bool:
         with self._cond:
-            return self._running is None and not self._waiting
+            return self._active_count() == 0 and not self._waiting
 
     def expires_at(self) -> float | None:
         """Wall-clock time after which an idle model may be unloaded (None: never)."""
@@ -69,15 +73,13 @@ class ModelRunner:
     def counts(self) -> tuple[int, int]:
         """(running, waiting) request counts."""
         with self._cond:
-            return (1 if self._running else 0), len(self._waiting)
+            return self._active_count(), len(self._waiting)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Cancel queued work, let the running request see cancellation, free the model."""
+        """Cancel queued work, stop running work at the next step, free the model."""
         with self._cond:
             self._stopping = True
             waiting, self._waiting = list(self._waiting), collections.deque()
-            if self._running:
-                self._running.cancel()
             self._cond.notify_all()
         for generation in waiting:
             generation.fail(BusyError("model was unloaded before the request started"))
@@ -89,132 +91,133 @@ class ModelRunner:
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._stopping:
+                while not self._stopping and not self._waiting and self._active_count() == 0:
                     self._cond.wait()
                 if self._stopping:
-                    return
-                generation = self._waiting.popleft()
-                self._running = generation
+                    break
+                # Admission under the lock: a request thread must never see a popped request as neither
+                # waiting nor running (it would let one more in past the capacity).
+                for generation in self._take_admissible():
+                    self._admit(generation)
             try:
-                self._run(generation)
-            except EngineError as exc:
-                generation.fail(exc)
-            except Exception as exc:  # a backend fault must not kill the thread or hang the caller
-                log.exception("generation %s failed", generation.id)
-                generation.fail(EngineError(f"generation failed: {exc}"))
-            finally:
-                with self._cond:
-                    self._running = None
-                    self.last_used = time.monotonic()
+                self._step()
+            except Exception as exc:  # a backend fault fails the requests in flight, never the thread
+                log.exception("decode step failed on %s", self.name)
+                error = exc if isinstance(exc, EngineError) else EngineError(f"generation failed: {exc}")
+                for slot in self.slots:
+                    if slot.busy:
+                        self._release(slot, error=error)
+        for slot in self.slots:
+            if slot.busy:
+                self._release(slot, error=BusyError("model was unloaded while the request ran"))
 
-    def _run(self, generation: Generation) -> None:
+    def _take_admissible(self) -> list[Generation]:
+        free = sum(1 for slot in self.slots if not slot.busy)
+        taken = []
+        while self._waiting and len(taken) < free:
+            taken.append(self._waiting.popleft())
+        return taken
+
+    def _admit(self, generation: Generation) -> None:
         if generation.cancelled:
             generation.finish("cancelled")
             return
-        started = time.monotonic()
-        generation.started_at = started
-        generation.state = "running"
-        request = generation.request
-        sampling = request.sampling
+        if time.monotonic() > generation.deadline:
+            generation.fail(RequestTimeoutError("request timed out while waiting for a slot"))
+            return
+        sampling = generation.request.sampling
         # KV reuse changes batch shapes and so the last bits of the logits (llama-server documents the
         # same for cache_prompt): requests that promise reproducibility evaluate their prompt afresh.
-        reuse_prefix = sampling.seed is None and sampling.temperature > 0
+        reuse = sampling.seed is None and sampling.temperature > 0
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31))
-        text_out = _TextPipeline(request)
-        stop_ids = set(request.stop_token_ids)
-        first_token_at = None
-        finish_reason, stop_kind, stop_match = "length", "length", None
-        cached = self.model.cached_prefix(generation.prompt_tokens) if reuse_prefix else 0
-
-        def eog_banned() -> bool:
-            return request.ignore_eos or generation.generated < request.min_tokens
-
-        # The ban costs a pass over the whole vocabulary per token: only requests that need it pay.
-        needs_ban = request.ignore_eos or request.min_tokens > 0
-        tokens = self.model.generate(generation.prompt_tokens, sampling,
-                                     ban_end_of_generation=eog_banned if needs_ban else None,
-                                     reuse_prefix=reuse_prefix)
+        slot = self._choose_slot(generation.prompt_tokens, reuse)
         try:
-            for token in tokens:
-                now = time.monotonic()
-                if first_token_at is None:
-                    first_token_at = now
-                if generation.cancelled:
-                    finish_reason = stop_kind = "cancelled"
-                    break
-                if now > generation.deadline:
-                    raise RequestTimeoutError("request timed out during generation")
-                if self.model.is_end_of_generation(token):
-                    finish_reason, stop_kind = "stop", "eos"
-                    break
-                generation.generated += 1
-                logprobs = ()
-                if request.logprobs is not None:
-                    logprobs = (self.model.logprobs(token, request.logprobs),)
-                reasoning, text = text_out.feed(self.model.token_bytes(token))
-                chunk = Chunk(text=text, reasoning=reasoning, token_ids=(token,), logprobs=logprobs)
-                # Every token is a chunk, even when its text is held back (TGI streams per token).
-                generation.put(chunk)
-                if text_out.matched is not None:
-                    finish_reason, stop_kind, stop_match = "stop", "stop_sequence", text_out.matched
-                    break
-                if token in stop_ids and generation.generated >= request.min_tokens:
-                    finish_reason, stop_kind, stop_match = "stop", "stop_sequence", token
-                    break
-                if generation.generated >= generation.max_tokens:
-                    break
-        finally:
-            tokens.close()
-        reasoning, tail = text_out.finish()
-        ended = time.monotonic()
-        first = first_token_at or ended
-        usage = Usage(
-            prompt_tokens=len(generation.prompt_tokens),
-            completion_tokens=generation.generated,
-            cached_tokens=cached,
-            queue_s=started - generation.submitted_at,
-            load_s=generation.load_s,
-            prompt_eval_s=first - started,
-            eval_s=ended - first,
-            total_s=ended - generation.submitted_at,
-        )
-        generation.put(Chunk(text=tail, reasoning=reasoning, finish_reason=finish_reason, stop_kind=stop_kind,
-                             stop_match=stop_match, usage=usage, seed=sampling.seed))
-        generation.finish("cancelled" if finish_reason == "cancelled" else "done")
+            sampler = self.model.new_sampler(sampling, generation.prompt_tokens, generation.request.min_tokens,
+                                             generation.request.ignore_eos)
+        except EngineError as exc:
+            generation.fail(exc)
+            return
+        prefix = slot.common_prefix(generation.prompt_tokens) if reuse else 0
+        prefix = min(prefix, len(generation.prompt_tokens) - 1)  # the last prompt token gives the first logits
+        if prefix < len(slot.cached) and not self.model.forget(slot.seq, prefix):
+            self.model.forget(slot.seq, 0)  # cannot cut there: drop the whole sequence (never fails)
+            prefix = 0
+        if prefix == 0 and slot.cached:
+            self.model.forget(slot.seq, 0)
+        slot.start(generation, sampler, sampling.seed, prefix)
 
+    def _choose_slot(self, prompt: list[int], reuse: bool) -> Slot:
+        free = [slot for slot in self.slots if not slot.busy]
+        if reuse:
+            return max(free, key=lambda slot: (slot.common_prefix(prompt), -len(slot.cached)))
+        return min(free, key=lambda slot: len(slot.cached))
 
-class _TextPipeline:
-    """Token bytes -> UTF-8 text -> stop strings -> reasoning/content split, in that order."""
+    def _step(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.busy and slot.generation.cancelled:
+                self._release(slot, finish_reason="cancelled")
+            elif slot.busy and now > slot.generation.deadline:
+                self._release(slot, error=RequestTimeoutError("request timed out during generation"))
+        entries, owners = [], []
+        budget = self.model.batch_capacity
+        for slot in self.slots:
+            if slot.busy and slot.next_token is not None:
+                entries.append(DecodeEntry(slot.seq, (slot.next_token,), len(slot.cached), True))
+                owners.append(slot)
+                budget -= 1
+        for slot in self.slots:
+            if slot.busy and slot.pending and budget > 0:
+                size = min(len(slot.pending), budget, PREFILL_CHUNK)
+                chunk = slot.pending[:size]
+                entries.append(DecodeEntry(slot.seq, chunk, len(slot.cached), size == len(slot.pending)))
+                owners.append(slot)
+                budget -= size
+        if not entries:
+            return
+        rows = self.model.decode(entries)
+        self.steps += 1
+        for entry, slot in zip(entries, owners):
+            slot.fed(entry.tokens)
+        for row, slot in zip(rows, owners):
+            if row is not None:
+                self._advance(slot, row)
+        self.last_used = time.monotonic()
 
-    def __init__(self, request):
-        self._utf8 = Utf8Assembler()
-        self._stops = StopMatcher(request.stop)
-        self._think = ThinkSplitter() if request.split_thinking else None
-        self._include_stop = request.include_stop_str
-        self.matched: str | None = None
-
-    def feed(self, piece: bytes) -> tuple[str, str]:
-        text = self._stops.feed(self._utf8.feed(piece))
-        if self._stops.matched is not None:
-            self.matched = self._stops.matched
-            if self._include_stop:
-                text += self.matched
-        return self._split(text)
-
-    def finish(self) -> tuple[str, str]:
-        """What is still held back, once the generation is over."""
-        if self.matched is not None:
-            text = ""
+    def _advance(self, slot: Slot, row: int) -> None:
+        """Sample a slot's next token from its logits row, emit it, and decide whether it is done."""
+        generation = slot.generation
+        request = generation.request
+        token = self.model.sample(slot.sampler, row, generation.generated, request.min_tokens)
+        slot.mark_first_token()
+        if self.model.is_end_of_generation(token):
+            self._release(slot, finish_reason="stop", stop_kind="eos")
+            return
+        generation.generated += 1
+        logprobs = (self.model.logprobs(row, token, request.logprobs),) if request.logprobs is not None else ()
+        chunk = slot.emit(self.model.token_bytes(token), token, logprobs)
+        generation.put(chunk)
+        if slot.text.matched is not None:
+            self._release(slot, finish_reason="stop", stop_kind="stop_sequence", stop_match=slot.text.matched)
+        elif token in request.stop_token_ids and generation.generated >= request.min_tokens:
+            self._release(slot, finish_reason="stop", stop_kind="stop_sequence", stop_match=token)
+        elif generation.generated >= generation.max_tokens:
+            self._release(slot, finish_reason="length", stop_kind="length")
+        elif len(slot.cached) + 1 >= self.model.facts.context_length:
+            self._release(slot, finish_reason="length", stop_kind="length")  # the slot's context is full
         else:
-            text = self._stops.feed(self._utf8.flush()) + self._stops.flush()
-        reasoning, content = self._split(text)
-        if self._think is not None:
-            more_reasoning, more_content = self._think.flush()
-            reasoning, content = reasoning + more_reasoning, content + more_content
-        return reasoning, content
+            slot.next_token = token
 
-    def _split(self, text: str) -> tuple[str, str]:
-        if self._think is None:
-            return "", text
-        return self._think.feed(text)
+    def _release(self, slot: Slot, finish_reason: str = "stop", stop_kind: str | None = None,
+                 stop_match=None, error: EngineError | None = None) -> None:
+        """End a slot's generation (final chunk or error) and free the slot; its KV stays for reuse."""
+        generation = slot.generation
+        if error is not None:
+            generation.fail(error)
+        else:
+            generation.put(slot.final_chunk(finish_reason, stop_kind or finish_reason, stop_match))
+            generation.finish("cancelled" if finish_reason == "cancelled" else "done")
+        slot.clear()
+        with self._cond:
+            self._cond.notify_all()

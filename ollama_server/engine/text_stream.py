@@ -1,8 +1,10 @@
-"""Pure helpers that turn token bytes into safe text deltas: UTF-8 reassembly and stop strings."""
+"""Pure helpers that turn token bytes into safe text deltas: UTF-8 reassembly, stop strings, <think> split."""
 from __future__ import annotations
 
 import codecs
 from typing import Sequence
+
+from ollama_server.engine.thinking import ThinkSplitter
 
 
 class Utf8Assembler:
@@ -56,3 +58,39 @@ class StopMatcher:
                     best = size
                     break
         return best
+
+
+class TextPipeline:
+    """Token bytes -> UTF-8 text -> stop strings -> reasoning/content split, in that order."""
+
+    def __init__(self, request) -> None:
+        self._utf8 = Utf8Assembler()
+        self._stops = StopMatcher(request.stop)
+        self._think = ThinkSplitter() if request.split_thinking else None
+        self._include_stop = request.include_stop_str
+        self.matched: str | None = None
+
+    def feed(self, piece: bytes) -> tuple[str, str]:
+        text = self._stops.feed(self._utf8.feed(piece))
+        if self._stops.matched is not None:
+            self.matched = self._stops.matched
+            if self._include_stop:
+                text += self.matched
+        return self._split(text)
+
+    def finish(self) -> tuple[str, str]:
+        """What is still held back, once the generation is over."""
+        if self.matched is not None:
+            text = ""
+        else:
+            text = self._stops.feed(self._utf8.flush()) + self._stops.flush()
+        reasoning, content = self._split(text)
+        if self._think is not None:
+            more_reasoning, more_content = self._think.flush()
+            reasoning, content = reasoning + more_reasoning, content + more_content
+        return reasoning, content
+
+    def _split(self, text: str) -> tuple[str, str]:
+        if self._think is None:
+            return "", text
+        return self._think.feed(text)

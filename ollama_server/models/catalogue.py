@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -24,11 +25,17 @@ class ModelSpec:
     path: str
     size_bytes: int
     modified_at: datetime
-    source: str  # "directory" | "default" | "ollama" | "registered"
+    source: str  # "directory" | "ollama" (external store) | "store" (managed) | "registered" | "default"
     digest: str = ""
     template: Optional[str] = None
     system: Optional[str] = None
     parameters: dict = field(default_factory=dict, compare=False, hash=False)
+    manifest: str = ""  # the Ollama manifest file this model was read from, if any
+
+    @property
+    def read_only(self) -> bool:
+        """Only the managed store and API registrations may be changed through the API."""
+        return self.source not in ("store", "registered")
 
 
 def spec_for_file(path: Path, name: str, source: str) -> ModelSpec:
@@ -54,19 +61,31 @@ def scan_directory(directory: str) -> list[ModelSpec]:
 class Catalogue:
     """Thread-safe name -> ModelSpec map rebuilt from its sources on refresh()."""
 
-    def __init__(self, sources: list[Callable[[], list[ModelSpec]]]):
+    # A lookup that misses re-reads the sources (a model just dropped into a directory), at most this often.
+    MISS_REFRESH_S = 1.0
+
+    def __init__(self, sources: list[Callable[[], list[ModelSpec]]],
+                 fallback: Optional[Callable[[], list[ModelSpec]]] = None,
+                 active: Optional[Callable[[], Optional[str]]] = None):
         self._sources = sources
+        self._fallback = fallback
+        self._active = active
         self._lock = threading.Lock()
         self._specs: dict[str, ModelSpec] = {}
+        self._refreshed_at = 0.0
 
     def refresh(self) -> list[ModelSpec]:
-        """Re-read every source; earlier sources win a name clash."""
+        """Re-read every source; earlier sources win a name clash; the fallback only when all are empty."""
         found: dict[str, ModelSpec] = {}
         for source in self._sources:
-            for spec in source():
+            for spec in _safely(source):
+                found.setdefault(spec.name, spec)
+        if not found and self._fallback is not None:
+            for spec in _safely(self._fallback):
                 found.setdefault(spec.name, spec)
         with self._lock:
             self._specs = found
+            self._refreshed_at = time.monotonic()
         return list(found.values())
 
     def all(self) -> list[ModelSpec]:
@@ -81,10 +100,35 @@ class Catalogue:
         except names.InvalidModelName:
             return None
         with self._lock:
-            return self._specs.get(key)
+            spec = self._specs.get(key)
+            stale = time.monotonic() - self._refreshed_at >= self.MISS_REFRESH_S
+        if spec is None and stale:
+            self.refresh()
+            with self._lock:
+                spec = self._specs.get(key)
+        return spec
 
     def smallest(self) -> Optional[ModelSpec]:
-        """The smallest model by file size: the answer when a request names none."""
+        """The smallest model by file size."""
         with self._lock:
             specs = list(self._specs.values())
         return min(specs, key=lambda spec: (spec.size_bytes, spec.name), default=None)
+
+    def default(self) -> Optional[ModelSpec]:
+        """The answer when a request names no model: the active model if set and present, else the smallest."""
+        name = self._active() if self._active is not None else None
+        if name:
+            with self._lock:
+                spec = self._specs.get(name)
+            if spec is not None:
+                return spec
+        return self.smallest()
+
+
+def _safely(source: Callable[[], list[ModelSpec]]) -> list[ModelSpec]:
+    # One broken source (an unreadable directory, a bad store) must not empty the whole listing.
+    try:
+        return list(source())
+    except Exception:
+        log.exception("a model source failed; its models are left out of this listing")
+        return []

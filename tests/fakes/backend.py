@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
 from typing import Sequence
 
+from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.types import SamplingParams
@@ -14,16 +14,40 @@ from ollama_server.engine.types import TokenLogprob
 EOS = 0
 
 
+class FakeSampler:
+    """Replays one scripted reply, then EOS (unless banned), then '.' forever as a real model would ramble."""
+
+    def __init__(self, reply: str, end: bool, ignore_eos: bool):
+        self.reply = list(reply)
+        self.end = end
+        self.ignore_eos = ignore_eos
+        self.closed = False
+
+    def next_token(self, generated: int, min_tokens: int) -> int:
+        if self.reply:
+            return ord(self.reply.pop(0))
+        banned = self.ignore_eos or generated < min_tokens
+        if self.end and not banned:
+            return EOS
+        return ord(".")
+
+    def close(self) -> None:
+        self.closed = True
+
+
 class FakeModel:
-    """Tokens are code points (EOS is 0); generate() replays the next enqueued reply."""
+    """Tokens are code points (EOS is 0); every decode step waits for the gate and the step delay."""
 
     def __init__(self, backend: "FakeBackend", path: str, options: LoadOptions):
         self.backend = backend
         self.path = path
         self.options = options
+        self.n_slots = options.n_slots
+        self.batch_capacity = options.n_batch
         self.facts = ModelFacts(architecture="fake", trained_context=options.n_ctx, context_length=options.n_ctx,
                                 chat_template=None, bos_text="", eos_text="", vocab_size=0x110000)
         self.closed = False
+        self.batches: list[list[DecodeEntry]] = []
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         return [ord(c) for c in text]
@@ -37,28 +61,26 @@ class FakeModel:
     def is_end_of_generation(self, token: int) -> bool:
         return token == EOS
 
-    def cached_prefix(self, prompt: Sequence[int]) -> int:
-        return 0
-
-    def generate(self, prompt: Sequence[int], sampling: SamplingParams,
-                 ban_end_of_generation=None, reuse_prefix: bool = True) -> Iterator[int]:
-        self.backend.history.append((self.path, list(prompt), sampling))
-        reply, end = self.backend.next_reply()
-        for char in reply:
-            yield self._next(ord(char))
-        if end and not (ban_end_of_generation and ban_end_of_generation()):
-            yield self._next(EOS)
-        while True:  # past the script the model keeps talking, as a real one would
-            yield self._next(ord("."))
-
-    def _next(self, token: int) -> int:
-        """Each token waits for the gate (tests hold it to keep a request running) and the delay."""
+    def decode(self, entries: Sequence[DecodeEntry]) -> list:
         self.backend.gate.wait()
         if self.backend.token_delay_s:
             time.sleep(self.backend.token_delay_s)
-        return token
+        self.batches.append(list(entries))
+        return [index if entry.want_logits else None for index, entry in enumerate(entries)]
 
-    def logprobs(self, token: int, top_n: int) -> TokenLogprob:
+    def forget(self, seq: int, from_pos: int) -> bool:
+        return True
+
+    def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
+                    ignore_eos: bool = False) -> FakeSampler:
+        self.backend.history.append((self.path, list(prompt), sampling))
+        reply, end = self.backend.next_reply()
+        return FakeSampler(reply, end, ignore_eos)
+
+    def sample(self, sampler: FakeSampler, row: int, generated: int, min_tokens: int) -> int:
+        return sampler.next_token(generated, min_tokens)
+
+    def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
         """The fake is always certain: logprob 0 for the chosen character."""
         top = tuple((token, chr(token), 0.0) for _ in range(min(top_n, 1)))
         return TokenLogprob(token=token, text=chr(token), logprob=0.0, top=top)
@@ -68,7 +90,7 @@ class FakeModel:
 
 
 class FakeBackend:
-    """Backend whose models replay `enqueue()`d replies; `history` records every generate call."""
+    """Backend whose models replay `enqueue()`d replies; `history` records (path, prompt, sampling) per request."""
 
     def __init__(self, token_delay_s: float = 0.0):
         self.replies: list[tuple[str, bool]] = []
@@ -80,7 +102,7 @@ class FakeBackend:
         self._lock = threading.Lock()
 
     def enqueue(self, text: str, end: bool = True) -> None:
-        """The next generate() yields `text`, then EOS if `end`."""
+        """The next request's reply is `text`, then EOS if `end`."""
         with self._lock:
             self.replies.append((text, end))
 

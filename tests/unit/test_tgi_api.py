@@ -167,10 +167,10 @@ def test_stream_top_tokens_with_top_n_tokens(client, fake_backend):
 def test_a_failure_mid_stream_is_an_error_event(client, fake_backend, monkeypatch):
     original = FakeModel.logprobs
 
-    def failing(self, token, top_n):
+    def failing(self, row, token, top_n):
         if token == ord("c"):
             raise EngineError("the back-end failed")
-        return original(self, token, top_n)
+        return original(self, row, token, top_n)
     monkeypatch.setattr(FakeModel, "logprobs", failing)
     fake_backend.enqueue("abcd")
     response = client.post("/generate_stream", json={"inputs": "x"})
