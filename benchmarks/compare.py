@@ -5,7 +5,8 @@
 
 (a) raw llama-cpp-python in-process, one stream: the ceiling for one stream;
 (b) our server over HTTP (OpenAI streaming), concurrency 1;
-(c) our server, concurrency 8.
+(c) our server, concurrency 8, with 8 parallel slots (continuous batching);
+(d) our server, concurrency 8, with 1 slot: the lock-serialized baseline (a server without batching).
 Ratios matter, not absolute numbers: shared machines drift.
 """
 from __future__ import annotations
@@ -118,23 +119,34 @@ def main() -> int:
     results: dict = {"model": model_path, "max_tokens": args.max_tokens, "threads": args.threads}
 
     results["a_raw_single"] = raw_single_stream(model_path, args.max_tokens, args.runs, args.threads)
+    many = max(args.runs, args.concurrency * 2)
     with tempfile.TemporaryDirectory() as tmp:
-        process, url = start_server(model_path, args.threads, Path(tmp), {})
+        process, url = start_server(model_path, args.threads, Path(tmp), {"parallel_slots": args.concurrency})
         try:
             run_http(url, 1, 1, 4)  # warm-up: first request pays for lazy initialisation
             results["b_server_c1"] = run_http(url, args.runs, 1, args.max_tokens)
-            results["c_server_c8"] = run_http(url, max(args.runs, args.concurrency * 2), args.concurrency,
-                                              args.max_tokens)
+            results["c_server_c8"] = run_http(url, many, args.concurrency, args.max_tokens)
         finally:
             stop_server(process)
-    for key in ("b_server_c1", "c_server_c8"):
+    with tempfile.TemporaryDirectory() as tmp:
+        process, url = start_server(model_path, args.threads, Path(tmp), {"parallel_slots": 1})
+        try:
+            run_http(url, 1, 1, 4)
+            results["d_serialized_c8"] = run_http(url, many, args.concurrency, args.max_tokens)
+        finally:
+            stop_server(process)
+    for key in ("b_server_c1", "c_server_c8", "d_serialized_c8"):
         results[key].pop("outcomes", None)
 
-    a, b, c = results["a_raw_single"], results["b_server_c1"], results["c_server_c8"]
+    a, b = results["a_raw_single"], results["b_server_c1"]
+    c, d = results["c_server_c8"], results["d_serialized_c8"]
     ratios = {
         "b/a per-stream decode tokens/s": b["per_stream_decode_tokens_per_s"] / a["per_stream_decode_tokens_per_s"],
         "b/a aggregate tokens/s (incl. prompt, HTTP)": b["aggregate_tokens_per_s"] / a["aggregate_tokens_per_s"],
-        "c/b aggregate tokens/s": c["aggregate_tokens_per_s"] / b["aggregate_tokens_per_s"],
+        "c/d aggregate tokens/s (batching vs serialized, 8 clients)":
+            c["aggregate_tokens_per_s"] / d["aggregate_tokens_per_s"],
+        "c TTFT p95 s": c["ttft_p95_s"],
+        "d TTFT p95 s": d["ttft_p95_s"],
     }
     results["ratios"] = ratios
     print(json.dumps(results, indent=2))

@@ -13,12 +13,17 @@ from flask import current_app
 
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
+from ollama_server.models import inspect
+from ollama_server.models import managed_store
+from ollama_server.models.active import ActiveModel
 from ollama_server.models.catalogue import Catalogue
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.catalogue import scan_directory
 from ollama_server.models.catalogue import spec_for_file
 from ollama_server.models.default_model import DEFAULT_MODEL_NAME
 from ollama_server.models.default_model import ensure_default_model
+from ollama_server.models.ollama_store import scan_store
+from ollama_server.models.registered import RegisteredModels
 from ollama_server.settings import Settings
 
 EXTENSION_KEY = "ollama_server"
@@ -32,6 +37,8 @@ class Services:
     settings: Settings
     catalogue: Catalogue
     engine: Engine
+    registered: Optional[RegisteredModels] = None
+    active: Optional[ActiveModel] = None
     warming: bool = False
     warm_error: Optional[str] = None
     _started: bool = field(default=False, repr=False)
@@ -70,18 +77,22 @@ class Services:
         self.engine.close()
 
 
-def model_sources(settings: Settings) -> list:
-    """Catalogue sources in priority order: model directories, then the embedded default."""
+def model_sources(settings: Settings, registered: Optional[RegisteredModels] = None) -> list:
+    """Catalogue sources in priority order: model directories, the external Ollama store (read-only),
+    the managed store, models registered through the API."""
     sources = [lambda d=d: scan_directory(d) for d in settings.models_dir]
+    if settings.manifests_dir:
+        sources.append(lambda: scan_store(settings.manifests_dir, "ollama"))
+    sources.append(lambda: scan_store(managed_store.root_for(settings.data_dir), "store"))
+    if registered is not None:
+        sources.append(registered.specs)
+    return sources
 
-    def embedded_default() -> list[ModelSpec]:
-        # Only when nothing else is configured: the out-of-the-box model.
-        if any(scan_directory(d) for d in settings.models_dir):
-            return []
-        path = ensure_default_model(settings.data_dir)
-        return [spec_for_file(Path(path), DEFAULT_MODEL_NAME, "default")]
 
-    return sources + [embedded_default]
+def embedded_default(settings: Settings) -> list[ModelSpec]:
+    """The out-of-the-box model; the catalogue asks for it only when every other source is empty."""
+    path = ensure_default_model(settings.data_dir)
+    return [spec_for_file(Path(path), DEFAULT_MODEL_NAME, "default")]
 
 
 def build_services(settings: Settings, backend: Optional[Backend] = None) -> Services:
@@ -89,9 +100,13 @@ def build_services(settings: Settings, backend: Optional[Backend] = None) -> Ser
     if backend is None:
         from ollama_server.engine.llama_backend import LlamaBackend
         backend = LlamaBackend()
-    catalogue = Catalogue(model_sources(settings))
+    registered = RegisteredModels(Path(settings.data_dir) / "registered.json")
+    active = ActiveModel(Path(settings.data_dir) / "active.json")
+    catalogue = Catalogue(model_sources(settings, registered), fallback=lambda: embedded_default(settings),
+                          active=active.get)
     catalogue.refresh()
-    return Services(settings=settings, catalogue=catalogue, engine=Engine(catalogue, backend, settings))
+    engine = Engine(catalogue, backend, settings, trained_context=inspect.trained_context)
+    return Services(settings=settings, catalogue=catalogue, engine=engine, registered=registered, active=active)
 
 
 def init_app(app: Flask, built: Services) -> None:

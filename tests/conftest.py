@@ -12,10 +12,26 @@ import pytest
 import requests
 
 from ollama_server import create_app
+from ollama_server.models.default_model import ensure_default_model
 from ollama_server.settings import build_settings
 from tests.fakes.backend import FakeBackend
+from tests.fakes.tiny_gguf import tokenizer_of
+from tests.fakes.tiny_gguf import write_tiny_gemma
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf(tmp_path_factory) -> Path:
+    """The real Gemma 3 270M GGUF, assembled once per session."""
+    return ensure_default_model(tmp_path_factory.mktemp("bundled"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory, bundled_gguf) -> Path:
+    """A second real model: Gemma 3 with tiny random weights and the bundled tokenizer (trained context 512)."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny-gemma.gguf"
+    return write_tiny_gemma(path, tokenizer_of(bundled_gguf), context_length=512)
 
 
 @pytest.fixture
@@ -31,8 +47,9 @@ def make_app(tmp_path, fake_backend):
         models.mkdir(exist_ok=True)
         (models / "tiny.gguf").write_bytes(b"x" * 10)
         (models / "big.gguf").write_bytes(b"x" * 100)
+        # One slot unless a test asks for more: most tests reason about "the" running request.
         settings = build_settings({"models_dir": [str(models)], "data_dir": str(tmp_path / "data"),
-                                   "default_context_size": 256, **overrides})
+                                   "default_context_size": 256, "parallel_slots": 1, **overrides})
         return create_app({"TESTING": True, "SETTINGS": settings, "BACKEND": fake_backend})
     return build
 
@@ -91,7 +108,7 @@ def live_server(tmp_path_factory):
     """The real server with the bundled Gemma model, shared by the whole session."""
     workdir = tmp_path_factory.mktemp("live")
     server = LiveServer(workdir, {"default_context_size": 1024, "max_request_bytes": 65536,
-                                  "max_queue": 8, "log_level": "INFO"})
+                                  "parallel_slots": 4, "max_queue": 8, "log_level": "INFO"})
     try:
         server.wait_ready()
         yield server

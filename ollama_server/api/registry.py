@@ -1,6 +1,120 @@
 """The seed service's model registry routes: /models/register, /models/set_active, /models/active, /models."""
 from __future__ import annotations
 
+from typing import Any
+from typing import Optional
+
 from flask import Blueprint
+from flask import jsonify
+from flask import request
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from werkzeug.exceptions import HTTPException
+
+from ollama_server.api.errors import ApiError
+from ollama_server.api.errors import DEFAULT_STATUS
+from ollama_server.api.validation import parse_body
+from ollama_server.models import inspect
+from ollama_server.models import names
+from ollama_server.models.catalogue import ModelSpec
+from ollama_server.models.registered import RegistrationError
+from ollama_server.services import services
 
 bp = Blueprint("registry", __name__)
+
+
+class RegisterBody(BaseModel):
+    """POST /models/register."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Optional[str] = None
+    path: Optional[str] = None
+
+
+class ActiveBody(BaseModel):
+    """POST /models/set_active (`name` accepted as an alias of `model`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: Optional[str] = None
+    name: Optional[str] = None
+
+
+@bp.errorhandler(ApiError)
+def api_error(error: ApiError):
+    return jsonify({"error": error.message}), error.status or DEFAULT_STATUS.get(error.kind, 500)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    return jsonify({"error": exc.description or exc.name}), exc.code or 500
+
+
+def _name(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError("invalid_request", f"{param} is required", param=param)
+    try:
+        return names.normalize(value)
+    except names.InvalidModelName:
+        raise ApiError("invalid_request", f"invalid model name {value[:200]!r}", param=param) from None
+
+
+def model_entry(spec: ModelSpec, active: Optional[str]) -> dict:
+    """One model as GET /models lists it: where it comes from and what its GGUF says."""
+    return {"name": spec.name, "source": spec.source, "path": spec.path, "size": spec.size_bytes,
+            "modified_at": spec.modified_at.isoformat(), "digest": spec.digest, "read_only": spec.read_only,
+            "active": spec.name == active, "inspection": inspect.inspect(spec.path).summary()}
+
+
+@bp.post("/models/register")
+def register():
+    """Register an existing .gguf file under a name: 201 with the entry."""
+    body = parse_body(RegisterBody, request.get_data())
+    name = _name(body.name, "name")
+    svc = services()
+    existing = svc.catalogue.get(name)
+    if existing is not None and existing.source != "registered":
+        raise ApiError("forbidden", f"model '{name}' already exists ({existing.source})", status=403)
+    try:
+        name, _ = svc.registered.add(name, body.path)
+    except RegistrationError as exc:
+        raise ApiError("invalid_request", str(exc), param="path") from None
+    svc.catalogue.refresh()
+    spec = svc.catalogue.get(name)
+    if spec is None:  # shadowed by a source that appeared meanwhile
+        raise ApiError("forbidden", f"model '{name}' already exists", status=403)
+    return jsonify(model_entry(spec, svc.active.get())), 201
+
+
+@bp.post("/models/set_active")
+def set_active():
+    """Make a model the one used when a request names none (persisted across restarts)."""
+    body = parse_body(ActiveBody, request.get_data())
+    name = _name(body.model or body.name, "model")
+    svc = services()
+    if svc.catalogue.get(name) is None:
+        raise ApiError("not_found", f"model '{name}' not found", param="model")
+    svc.active.set(name)
+    return jsonify({"active": name})
+
+
+@bp.get("/models/active")
+def active():
+    """The model used when a request names none, and whether it was chosen or is the smallest."""
+    svc = services()
+    chosen = svc.active.get()
+    spec = svc.catalogue.default()
+    return jsonify({"active": spec.name if spec else None,
+                    "chosen": chosen if chosen and svc.catalogue.get(chosen) else None})
+
+
+@bp.get("/models")
+def list_models():
+    """The catalogue with each model's source, path, size and inspection summary."""
+    svc = services()
+    svc.catalogue.refresh()
+    chosen = svc.catalogue.default()
+    active_name = chosen.name if chosen else None
+    return jsonify({"models": [model_entry(spec, active_name) for spec in svc.catalogue.all()],
+                    "active": active_name})

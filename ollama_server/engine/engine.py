@@ -48,9 +48,9 @@ class Engine:
 
     # --- requests -----------------------------------------------------------------------------
     def resolve(self, model: Optional[str]) -> ModelSpec:
-        """The spec for a model name; no name means the smallest model."""
+        """The spec for a model name; no name means the active model if one is set, else the smallest."""
         if model is None or model == "":
-            spec = self.catalogue.smallest()
+            spec = self.catalogue.default()
             if spec is None:
                 raise ModelNotFoundError("(none available)")
             return spec

@@ -45,16 +45,28 @@ def spec_for_file(path: Path, name: str, source: str) -> ModelSpec:
     return ModelSpec(name=name, path=str(path), size_bytes=stat.st_size, modified_at=modified, source=source)
 
 
+_warned: set[str] = set()
+
+
+def warn_once(logger: logging.Logger, text: str) -> None:
+    """A warning the first time, debug afterwards: listings re-read their sources often."""
+    logger.log(logging.DEBUG if text in _warned else logging.WARNING, text)
+    _warned.add(text)
+
+
 def scan_directory(directory: str) -> list[ModelSpec]:
     """Every readable .gguf file directly in a directory."""
     root = Path(directory)
     if not root.is_dir():
-        log.warning("models_dir %s is not a directory; skipped", directory)
+        warn_once(log, f"models_dir {directory} is not a directory; skipped")
         return []
     specs = []
     for path in sorted(root.glob("*.gguf")):
-        if path.is_file():
-            specs.append(spec_for_file(path, names.from_filename(path.stem), "directory"))
+        try:
+            if path.is_file():
+                specs.append(spec_for_file(path, names.from_filename(path.stem), "directory"))
+        except OSError:
+            continue  # removed while we listed it
     return specs
 
 

@@ -137,6 +137,9 @@ def read_info(path: str) -> ModelInfo:
     label = meta.get("general.size_label")
     file_type = _int(meta.get("general.file_type"))
     template = header.chat_template
+    # Named variants (tokenizer.chat_template.tool_use, ...) show capabilities too.
+    templates = [template] + [value for key, value in meta.items()
+                              if key.startswith("tokenizer.chat_template.") and isinstance(value, str)]
     return ModelInfo(
         path=path, file_size=header.file_size, error=error, architecture=arch, parameter_count=count,
         size_label=label if isinstance(label, str) and label else (human_number(count) if count else ""),
@@ -146,7 +149,7 @@ def read_info(path: str) -> ModelInfo:
         block_count=_int(header.arch_value("block_count")),
         head_count=_int(header.arch_value("attention.head_count")),
         head_count_kv=_int(header.arch_value("attention.head_count_kv")),
-        chat_template=template, capabilities=capabilities(arch, meta, template),
+        chat_template=template, capabilities=capabilities(arch, meta, "\n".join(filter(None, templates))),
         layer_bytes=per_layer, non_layer_bytes=others, metadata=dict(meta))
 
 

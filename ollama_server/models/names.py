@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*){0,2}$")
-_TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# Each part becomes a directory or file name in a store: short enough for any filesystem.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}(/[a-z0-9][a-z0-9._-]{0,127}){0,2}")
+_TAG = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
 
 class InvalidModelName(ValueError):
@@ -18,12 +19,13 @@ def normalize(name: str) -> str:
     text = name.strip().lower()
     base, _, tag = text.rpartition(":") if ":" in text else (text, "", "latest")
     tag = tag or "latest"
-    if ".." in base or not _NAME.match(base) or not _TAG.match(tag):
+    if ".." in base or not _NAME.fullmatch(base) or not _TAG.fullmatch(tag):
         raise InvalidModelName(f"invalid model name {name!r}")
     return f"{base}:{tag}"
 
 
 def from_filename(stem: str) -> str:
     """A model name for a .gguf file found in a directory."""
-    cleaned = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._") or "model"
+    cleaned = re.sub(r"[^a-z0-9._-]+", "-", stem.lower())
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip("-._")[:128].strip("-._") or "model"
     return f"{cleaned}:latest"

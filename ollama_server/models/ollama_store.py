@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import stat
 from datetime import datetime
 from datetime import timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Optional
 
 from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
+from ollama_server.models.catalogue import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +25,13 @@ MODEL_MEDIA = "application/vnd.ollama.image.model"
 TEMPLATE_MEDIA = "application/vnd.ollama.image.template"
 SYSTEM_MEDIA = "application/vnd.ollama.image.system"
 PARAMS_MEDIA = "application/vnd.ollama.image.params"
-_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+_DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 _MAX_MANIFEST_BYTES = 1 << 20   # real manifests are under 2 KB
 _MAX_TEXT_LAYER_BYTES = 1 << 20  # template, system and params layers are small text
+
+
+def _warn(message: str, *args: Any) -> None:
+    warn_once(log, message % args)
 
 
 class StoreError(ValueError):
@@ -34,7 +40,7 @@ class StoreError(ValueError):
 
 def digest_hex(digest: Any) -> str:
     """The 64 hex digits of `sha256:<hex>` or `sha256-<hex>`; anything else is a StoreError."""
-    match = _DIGEST.match(digest) if isinstance(digest, str) else None
+    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if match is None:
         raise StoreError(f"invalid digest {str(digest)[:80]!r}: expected sha256:<64 lower-case hex digits>")
     return match.group(1)
@@ -50,10 +56,8 @@ def inside(root: Path, path: Path) -> Path:
 
 
 def blob_path(root: Path, digest: str) -> Path:
-    """The blob file of a digest, checked to stay inside the store."""
-    path = Path(root) / "blobs" / f"sha256-{digest_hex(digest)}"
-    inside(root, path)
-    return path
+    """The blob file name of a validated digest (whether it resolves inside the store is checked on use)."""
+    return Path(root) / "blobs" / f"sha256-{digest_hex(digest)}"
 
 
 def name_parts(name: str) -> tuple[str, str, str, str]:
@@ -104,7 +108,12 @@ def _layer_blob(root: Path, layer: Any) -> tuple[str, Path, int]:
 
 
 def _blob_file(root: Path, path: Path, size: int) -> Path:
-    real = inside(root, path)
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        raise StoreError(f"blob {path.name} is missing") from None
+    # A plain file in blobs/ is inside the store when blobs/ is; only symlinks need resolving.
+    real = inside(root, path) if link or path.parent.is_symlink() else path
     if not real.is_file():
         raise StoreError(f"blob {path.name} is missing")
     actual = real.stat().st_size
@@ -114,9 +123,9 @@ def _blob_file(root: Path, path: Path, size: int) -> Path:
     return real
 
 
-def read_manifest(root: Path, path: Path, name: str, source: str) -> ModelSpec:
-    """The ModelSpec of one manifest file; a StoreError says why it cannot be served."""
-    real = inside(root, path)
+def read_manifest(root: Path, path: Path, name: str, source: str, checked: bool = False) -> ModelSpec:
+    """The ModelSpec of one manifest file (`checked`: already known to be inside); StoreError if unusable."""
+    real = path if checked else inside(root, path)
     data = _read_small(real, _MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(data)
@@ -156,27 +165,45 @@ def read_manifest(root: Path, path: Path, name: str, source: str) -> ModelSpec:
                      system=extras.get(SYSTEM_MEDIA), parameters=parameters, manifest=str(path))
 
 
-def _subdirs(path: Path) -> list[Path]:
+def _entries(root: Path, directory: Path, want_dir: bool) -> list[Path]:
+    """Sub-directories (or files) of a store directory; a symlink counts only if it resolves inside the store."""
+    found = []
     try:
-        return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
     except OSError:
         return []
+    for entry in entries:
+        # Dot-files are writers' temporaries (written, then renamed into place).
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink():
+            try:
+                inside(root, path)
+            except StoreError:
+                _warn("Ollama store %s: %s links outside the store; skipped", root, path)
+                continue
+        try:
+            if (entry.is_dir() if want_dir else entry.is_file()):
+                found.append(path)
+        except OSError:
+            continue
+    return found
 
 
 def manifest_files(root: Path) -> list[tuple[tuple[str, str, str, str], Path]]:
-    """((host, namespace, model, tag), path) of every manifest file under root/manifests."""
+    """((host, namespace, model, tag), path) of every manifest file under root/manifests, all inside the store."""
+    root = Path(root)
     found = []
-    for host in _subdirs(Path(root) / "manifests"):
-        for namespace in _subdirs(host):
-            for model in _subdirs(namespace):
-                try:
-                    tags = sorted(model.iterdir())
-                except OSError:
-                    continue
-                for tag in tags:
-                    # Dot-files are writers' temporaries (written, then renamed into place).
-                    if not tag.name.startswith(".") and tag.is_file():
-                        found.append(((host.name, namespace.name, model.name, tag.name), tag))
+    manifests = root / "manifests"
+    if manifests.is_symlink():
+        inside(root, manifests)
+    for host in _entries(root, manifests, True):
+        for namespace in _entries(root, host, True):
+            for model in _entries(root, namespace, True):
+                for tag in _entries(root, model, False):
+                    found.append(((host.name, namespace.name, model.name, tag.name), tag))
     return found
 
 
@@ -185,15 +212,20 @@ def scan_store(root: str | Path, source: str = "ollama") -> list[ModelSpec]:
     root = Path(root)
     if not (root / "manifests").is_dir():
         return []
+    try:
+        files = manifest_files(root)
+    except StoreError as exc:
+        _warn("Ollama store %s skipped: %s", root, exc)
+        return []
     specs = []
-    for parts, path in manifest_files(root):
+    for parts, path in files:
         try:
             name = display_name(*parts)
         except names.InvalidModelName:
-            log.warning("Ollama store %s: %s is not a usable model name; skipped", root, "/".join(parts))
+            _warn("Ollama store %s: %s is not a usable model name; skipped", root, "/".join(parts))
             continue
         try:
-            specs.append(read_manifest(root, path, name, source))
+            specs.append(read_manifest(root, path, name, source, checked=True))
         except (StoreError, OSError) as exc:
-            log.warning("Ollama store %s: model %s skipped: %s", root, name, exc)
+            _warn("Ollama store %s: model %s skipped: %s", root, name, exc)
     return specs

@@ -4,7 +4,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import os
 import re
 import socket
@@ -20,23 +19,18 @@ import urllib3
 from ollama_server.models import store_writer
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import PullPlan
+from ollama_server.models.pull_source import hf_digest
 from ollama_server.models.url_safety import PublicOnlyAdapter
 from ollama_server.models.url_safety import UnsafeURL
 from ollama_server.models.url_safety import check_url
 from ollama_server.models.url_safety import refusal_in
 
-log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 CHUNK = 1 << 16
 PROGRESS_BYTES = 1 << 20
 PROGRESS_SECONDS = 0.2
 TIMEOUT = (15.0, 60.0)  # connect, read (seconds between bytes)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-def store_dir(data_dir: str) -> Path:
-    """The managed store that pulls write to: <data_dir>/store."""
-    return Path(data_dir) / "store"
 
 
 def make_session(allow_private: bool) -> requests.Session:
@@ -49,16 +43,21 @@ def make_session(allow_private: bool) -> requests.Session:
     return session
 
 
+def checked(check: Callable[[str], None], url: str) -> None:
+    """Run a URL check; a refusal is a 400 and a host that does not resolve a 502."""
+    try:
+        check(url)
+    except UnsafeURL as exc:
+        raise PullError(400, str(exc)) from None
+    except socket.gaierror as exc:
+        raise PullError(502, f"cannot resolve the host of {url}: {exc}") from None
+
+
 def open_source(session: requests.Session, url: str, headers: dict, check: Callable[[str], None],
                 verify: bool = True) -> requests.Response:
     """GET with redirects followed by hand, every hop checked by `check` before it is contacted."""
     for _ in range(MAX_REDIRECTS + 1):
-        try:
-            check(url)
-        except UnsafeURL as exc:
-            raise PullError(400, str(exc)) from None
-        except socket.gaierror as exc:
-            raise PullError(502, f"cannot resolve the host of {url}: {exc}") from None
+        checked(check, url)
         try:
             response = session.get(url, headers=headers, stream=True, allow_redirects=False, timeout=TIMEOUT,
                                    verify=verify)
@@ -109,6 +108,8 @@ class Download:
         self.response: Optional[requests.Response] = None
         self.offset = 0
         self.total: Optional[int] = None
+        self.complete = False  # the partial already holds the whole file (the source answered 416)
+        self.renamed = False  # the partial became a blob
 
     def open(self) -> None:
         """Lock the partial and get the response: 206 appends to it, 200 starts over."""
@@ -116,9 +117,14 @@ class Download:
         self.handle.seek(0, os.SEEK_END)
         offset = self.handle.tell()
         response = self._get(offset)
-        if offset and response.status_code == 416:  # nothing left to fetch, or a stale partial: start over
+        if offset and response.status_code == 416:
+            whole = re.match(r"^bytes \*/(\d+)$", response.headers.get("Content-Range", ""))
             response.close()
-            response = self._get(0)
+            if whole and int(whole.group(1)) == offset:  # an earlier pull got every byte: just verify them
+                self.offset = self.total = offset
+                self.complete = True
+                return
+            response = self._get(0)  # a stale partial: start over
         if response.status_code == 206 and offset:
             match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
@@ -159,7 +165,7 @@ class Download:
         validator = etag if etag and not etag.startswith("W/") else response.headers.get("Last-Modified")
         self.meta.write_text(json.dumps({"url": self.url, "validator": validator}))
 
-    def hash_existing(self) -> "hashlib._Hash":
+    def hash_existing(self):
         """A sha256 already fed with the bytes kept from an earlier attempt."""
         digest = hashlib.sha256()
         self.handle.seek(0)
@@ -175,18 +181,17 @@ class Download:
 
     def chunks(self) -> Iterator[bytes]:
         """The body, exactly as sent; a drop or a timeout becomes a PullError that keeps the partial."""
+        if self.complete:
+            return
         try:
             yield from self.response.raw.stream(CHUNK, decode_content=False)
         except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as exc:
             raise Interrupted(str(exc)) from None
 
-    def finish(self, target: Path) -> None:
-        """fsync the partial and rename it to its blob name."""
+    def sync(self) -> None:
+        """Flush and fsync the partial before it is renamed."""
         self.handle.flush()
         os.fsync(self.handle.fileno())
-        os.replace(self.path, target)
-        store_writer.fsync_dir(target.parent)
-        self.meta.unlink(missing_ok=True)
 
     def discard(self) -> None:
         """Delete the partial (bad content): the next pull starts from scratch."""
@@ -194,10 +199,13 @@ class Download:
         self.meta.unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Close the response and the partial (releasing its lock); an empty partial is removed."""
         if self.response is not None:
             self.response.close()
         if self.handle is not None:
-            self.handle.close()  # releases the lock
+            if not self.renamed and os.fstat(self.handle.fileno()).st_size == 0:
+                self.discard()  # still locked by us: nobody else can be using it
+            self.handle.close()
 
 
 def _progress(label: str, digest: Optional[str], total: Optional[int], completed: int) -> dict:
@@ -210,22 +218,6 @@ def _progress(label: str, digest: Optional[str], total: Optional[int], completed
     return event
 
 
-def hf_digest(plan: PullPlan) -> Optional[str]:
-    """The sha256 Hugging Face reports for an LFS file (its ETag), or None when it gives none."""
-    from huggingface_hub import get_hf_file_metadata
-    from huggingface_hub.errors import EntryNotFoundError
-    from huggingface_hub.errors import RepositoryNotFoundError
-    from huggingface_hub.errors import RevisionNotFoundError
-    try:
-        meta = get_hf_file_metadata(plan.url, token=False)
-    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise PullError(404, f"not found on Hugging Face: {plan.hf.repo_id}/{plan.hf.filename} ({exc})") from None
-    except Exception as exc:  # network, HTTP: the hub's own error types
-        raise PullError(502, f"cannot read Hugging Face metadata for {plan.url}: {exc}") from None
-    etag = (meta.etag or "").strip('"').lower()
-    return etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None
-
-
 def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: bool = False,
          on_success: Optional[Callable[[], None]] = None) -> Iterator[dict]:
     """Progress events of one pull. Anything raised before the first event means nothing was streamed."""
@@ -233,20 +225,32 @@ def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: boo
     blobs.mkdir(parents=True, exist_ok=True)
     expected, origin = plan.digest, "request"
     if plan.hf:
-        check_url(plan.url, allow_private)
+        checked(lambda url: check_url(url, allow_private), plan.url)
         reported = hf_digest(plan)
         if expected and reported and expected != reported:
             raise PullError(400, f"digest mismatch: expected sha256:{expected}, Hugging Face reports sha256:{reported}")
-        expected, origin = expected or reported, origin if expected else "hf"
+        if reported and not expected:
+            expected, origin = reported, "hf"
     label = expected[:12] if expected else plan.file_name
     if expected and store_writer.blob_path(store, expected).is_file():
         size = store_writer.blob_path(store, expected).stat().st_size
         yield {"status": "pulling manifest"}
         yield _progress(label, expected, size, size)
-        yield from _finish(plan, store, expected, size, on_success)
-        return
+        yield {"status": "writing manifest"}
+        store_writer.write_model(store, plan.name, expected, size)
+    else:
+        yield from _download(plan, store, blobs, expected, origin, label, allow_private, insecure)
+    if on_success is not None:
+        on_success()
+    yield {"status": "success"}
+
+
+def _download(plan: PullPlan, store: Path, blobs: Path, expected: Optional[str], origin: str, label: str,
+              allow_private: bool, insecure: bool) -> Iterator[dict]:
+    check = lambda url: check_url(url, allow_private)  # noqa: E731
+    checked(check, plan.url)  # before the partial file is even created
     session = make_session(allow_private)
-    download = Download(blobs, plan.url, session, lambda url: check_url(url, allow_private), verify=not insecure)
+    download = Download(blobs, plan.url, session, check, verify=not insecure)
     try:
         download.open()
         yield {"status": "pulling manifest"}
@@ -280,17 +284,11 @@ def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: boo
         if download.handle.read(4) != b"GGUF":
             download.discard()
             raise PullError(502, f"{plan.file_name} is not a GGUF file")
-        download.finish(store_writer.blob_path(store, actual))
+        download.sync()
+        yield {"status": "writing manifest"}
+        store_writer.write_model(store, plan.name, actual, completed, partial=download.path)
+        download.renamed = True
+        download.meta.unlink(missing_ok=True)
     finally:
         download.close()
         session.close()
-    yield from _finish(plan, store, actual, completed, on_success)
-
-
-def _finish(plan: PullPlan, store: Path, digest: str, size: int,
-            on_success: Optional[Callable[[], None]]) -> Iterator[dict]:
-    yield {"status": "writing manifest"}
-    store_writer.write_model(store, plan.name, digest, size)
-    if on_success is not None:
-        on_success()
-    yield {"status": "success"}

@@ -15,7 +15,6 @@ DIGEST = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 REGISTRY_REFUSAL = ("pulling from the Ollama registry is not supported; "
                     "give a source URL (http(s):// or hf://owner/repo/file.gguf)")
 _HF_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_MAX_PART = 200  # one path component of the manifest tree
 
 
 class PullError(Exception):
@@ -64,8 +63,8 @@ def parse_hf(ref: str) -> HfRef:
     if len(parts) < 3 or any(part in ("", ".", "..") for part in parts):
         raise PullError(400, f"invalid Hugging Face reference {ref!r}: expected hf://owner/repo/file.gguf")
     owner, repo, files = parts[0], parts[1], parts[2:]
-    repo, _, revision = repo.partition("@")
-    if not all(_HF_PART.match(part) for part in (owner, repo, *files)) or (revision and not _HF_PART.match(revision)):
+    repo, at, revision = repo.partition("@")
+    if not all(_HF_PART.match(part) for part in (owner, repo, *files)) or (at and not _HF_PART.match(revision)):
         raise PullError(400, f"invalid Hugging Face reference {ref!r}")
     if not files[-1].lower().endswith(".gguf"):
         raise PullError(400, f"invalid Hugging Face reference {ref!r}: the file must be a .gguf")
@@ -83,23 +82,11 @@ def is_source(text: str) -> bool:
     return isinstance(text, str) and "://" in text
 
 
-def manifest_parts(name: str) -> tuple[str, str, str, str]:
-    """(host, namespace, model, tag) of a normalized name, Ollama's manifest tree."""
-    base, _, tag = name.rpartition(":")
-    parts = base.split("/")
-    full = {1: ["registry.ollama.ai", "library"], 2: ["registry.ollama.ai"], 3: []}[len(parts)] + parts
-    if any(len(part) > _MAX_PART for part in (*full, tag)):
-        raise PullError(400, f"invalid model name {name!r}: too long")
-    return full[0], full[1], full[2], tag
-
-
 def _normalized(name: str) -> str:
     try:
-        normalized = names.normalize(name)
+        return names.normalize(name)
     except names.InvalidModelName as exc:
         raise PullError(400, str(exc)) from None
-    manifest_parts(normalized)
-    return normalized
 
 
 def _file_name(url: str) -> str:
@@ -134,3 +121,19 @@ def plan(model: Optional[str], source: Optional[str] = None, digest: Optional[st
         except PullError:
             raise PullError(400, f"cannot derive a model name from {source!r}; give one in 'model'") from None
     return PullPlan(name=name, url=url, file_name=file_name or "model", digest=expected, hf=hf)
+
+
+def hf_digest(plan: PullPlan) -> Optional[str]:
+    """The sha256 Hugging Face reports for an LFS file (its ETag), or None when it gives none."""
+    from huggingface_hub import get_hf_file_metadata
+    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import RevisionNotFoundError
+    try:
+        meta = get_hf_file_metadata(plan.url, token=False)
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise PullError(404, f"not found on Hugging Face: {plan.hf.repo_id}/{plan.hf.filename} ({exc})") from None
+    except Exception as exc:  # network, HTTP: the hub's own error types
+        raise PullError(502, f"cannot read Hugging Face metadata for {plan.url}: {exc}") from None
+    etag = (meta.etag or "").strip('"').lower()
+    return etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None

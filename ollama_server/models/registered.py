@@ -10,6 +10,7 @@ from pathlib import Path
 from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.catalogue import spec_for_file
+from ollama_server.models.catalogue import warn_once
 from ollama_server.models.managed_store import write_atomic
 
 log = logging.getLogger(__name__)
@@ -92,5 +93,5 @@ class RegisteredModels:
             try:
                 specs.append(spec_for_file(Path(path), names.normalize(name), "registered"))
             except (OSError, names.InvalidModelName) as exc:
-                log.warning("registered model %s skipped: %s", name, exc)
+                warn_once(log, f"registered model {name} skipped: {exc}")
         return specs

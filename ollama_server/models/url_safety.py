@@ -69,7 +69,11 @@ def check_url(url: str, allow_private: bool = False) -> None:
     _, host, port = split_url(url)
     if allow_private:
         return
-    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:
+        raise UnsafeURL(f"invalid host name {host!r}") from None
+    for *_, sockaddr in addresses:
         reason = blocked_reason(sockaddr[0])
         if reason:
             raise UnsafeURL(f"{REFUSAL} ({host} is {sockaddr[0]}, {reason})")

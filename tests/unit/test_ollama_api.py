@@ -305,13 +305,14 @@ def test_tags_lists_every_model_with_ollamas_fields(gguf_client):
     models = gguf_client.get("/api/tags").get_json()["models"]
     assert [m["name"] for m in models] == ["big:latest", "llamaish:latest", "tiny:latest"]
     for entry in models:
-        assert set(entry) == {"name", "model", "modified_at", "size", "digest", "details"}
+        assert set(entry) - {"error"} == {"name", "model", "modified_at", "size", "digest", "details"}
         assert entry["model"] == entry["name"]
         assert RFC3339_Z.match(entry["modified_at"])
         assert re.fullmatch(r"[0-9a-f]{64}", entry["digest"])
         assert entry["details"]["format"] == "gguf" and entry["details"]["parent_model"] == ""
     tiny = models[2]
-    assert tiny["size"] == 10 and tiny["details"]["family"] == ""  # unparseable header: still listed
+    assert tiny["size"] == 10 and tiny["details"]["family"] == ""  # unparseable header: still listed,
+    assert "too small" in tiny["error"] and "error" not in models[1]  # with the reason
 
 
 def test_tags_details_come_from_the_gguf_header(gguf_client):

@@ -1,99 +1,68 @@
-"""What Ollama's model listings show about a GGUF: details, digest, model_info, read from the header and cached."""
+"""What Ollama's model listings show about a GGUF: details, digest, model_info, from the cached inspection."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import math
-import os
-from dataclasses import dataclass
-from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 from typing import Any
 from typing import Optional
 
+from ollama_server.api.errors import ApiError
 from ollama_server.models import gguf
+from ollama_server.models import inspect
+from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
+from ollama_server.services import services
 
 log = logging.getLogger(__name__)
+human_number = inspect.human_number  # kept here for callers of the seed's name
 
-# llama.cpp's `llama_ftype` enum (general.file_type) -> the name Ollama shows as quantization_level.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
-    37: "TQ2_0", 38: "MXFP4",
-}
 # Ollama's "never expires": now plus the largest Go duration (about 292 years).
 _FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
+# /api/chat refuses tools (translate.check_chat), so no client may be told a model has them.
+_UNSERVED_CAPABILITIES = {"tools"}
 
 
-@dataclass(frozen=True)
-class HeaderFacts:
-    """The parts of a GGUF header that listings need; empty when the file cannot be parsed."""
-
-    metadata: dict = field(default_factory=dict)
-    parameter_count: int = 0
-
-    @property
-    def architecture(self) -> str:
-        return str(self.metadata.get("general.architecture", ""))
-
-
-@functools.lru_cache(maxsize=64)
-def _facts(path: str, size: int, mtime_ns: int) -> HeaderFacts:
-    """Header facts of one version of a file (the key changes when the file does)."""
+def find(name: Any, param: str = "model") -> ModelSpec:
+    """The catalogue entry for a name from a request: 400 if it is not a valid name, 404 if unknown."""
+    if not isinstance(name, str) or not name:
+        raise ApiError("invalid_request", f"{param} is required", param=param)
     try:
-        header = gguf.read_header(path)
-    except (OSError, gguf.GgufError) as exc:
-        log.info("cannot read the GGUF header of %s: %s", path, exc)
-        return HeaderFacts()
-    count = header.metadata.get("general.parameter_count")
-    if not isinstance(count, int):
-        count = sum(math.prod(t.shape) for t in header.tensors)
-    return HeaderFacts(metadata=dict(header.metadata), parameter_count=count)
+        names.normalize(name)
+    except names.InvalidModelName:
+        raise ApiError("invalid_request", f"invalid model name {name[:200]!r}", param=param) from None
+    spec = services().catalogue.get(name)
+    if spec is None:
+        raise ApiError("not_found", f"model '{name}' not found", param=param)
+    return spec
 
 
-def header_facts(path: str) -> HeaderFacts:
-    """Cached header facts for a GGUF path; a missing file gives empty facts."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return HeaderFacts()
-    return _facts(path, stat.st_size, stat.st_mtime_ns)
-
-
-def human_number(count: int) -> str:
-    """Ollama's parameter count style: 3.2B, 268.10M, 500K."""
-    for unit, scale, digits in (("B", 1e9, 1), ("M", 1e6, 2), ("K", 1e3, 0)):
-        if count >= scale:
-            value = count / scale
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.{digits}f}{unit}"
-    return str(count)
+def info(spec: ModelSpec) -> inspect.ModelInfo:
+    """The cached inspection of a model's GGUF."""
+    return inspect.inspect(spec.path)
 
 
 def details(spec: ModelSpec) -> dict:
     """The `details` object of /api/tags, /api/show and /api/ps."""
-    facts = header_facts(spec.path)
-    meta = facts.metadata
+    facts = info(spec)
     family = facts.architecture
-    size_label = meta.get("general.size_label")
-    if isinstance(size_label, str) and size_label:
-        parameter_size = size_label
-    else:
-        parameter_size = human_number(facts.parameter_count) if facts.parameter_count else ""
-    file_type = meta.get("general.file_type")
     return {
         "parent_model": "",
         "format": "gguf",
         "family": family,
         "families": [family] if family else [],
-        "parameter_size": parameter_size,
-        "quantization_level": FILE_TYPES.get(file_type, "") if isinstance(file_type, int) else "",
+        "parameter_size": facts.size_label,
+        "quantization_level": facts.file_type,
     }
+
+
+def capabilities(spec: ModelSpec) -> list[str]:
+    """Capabilities from the GGUF and its template (a Modelfile TEMPLATE counts too), as served here."""
+    found = list(info(spec).capabilities) or ["completion"]
+    found += [c for c in inspect.template_capabilities(spec.template) if c not in found]
+    return [c for c in found if c not in _UNSERVED_CAPABILITIES]
 
 
 def digest(spec: ModelSpec) -> str:
@@ -112,28 +81,23 @@ def _summarised(value: Any) -> bool:
 
 def model_info(spec: ModelSpec, verbose: bool = False) -> dict[str, Any]:
     """The GGUF key/value map; arrays are empty lists unless verbose (as Ollama shows them)."""
-    if verbose:
+    facts = info(spec)
+    metadata = facts.metadata
+    if verbose and metadata:
         try:
             metadata = dict(gguf.read_header(spec.path, keep_arrays=True).metadata)
         except (OSError, gguf.GgufError):
-            metadata = {}
-    else:
-        metadata = header_facts(spec.path).metadata
-    info = {key: ([] if _summarised(value) else value) for key, value in metadata.items()
-            if key != "tokenizer.chat_template"}
-    if metadata and "general.parameter_count" not in info:
-        count = header_facts(spec.path).parameter_count
-        if count:
-            info["general.parameter_count"] = count
-    return info
+            pass
+    shown = {key: ([] if _summarised(value) else value) for key, value in metadata.items()
+             if key != "tokenizer.chat_template"}
+    if metadata and "general.parameter_count" not in shown and facts.parameter_count:
+        shown["general.parameter_count"] = facts.parameter_count
+    return shown
 
 
 def chat_template(spec: ModelSpec) -> str:
     """The model's own template (a Modelfile override first, else the GGUF's Jinja template)."""
-    if spec.template:
-        return spec.template
-    value = header_facts(spec.path).metadata.get("tokenizer.chat_template")
-    return value if isinstance(value, str) else ""
+    return spec.template or info(spec).chat_template or ""
 
 
 def rfc3339(moment: datetime) -> str:

@@ -18,6 +18,7 @@ from ollama_server.api.ollama.routes import http_error
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
+from ollama_server.models import managed_store
 from ollama_server.models import pull as pulling
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import plan as plan_pull
@@ -64,7 +65,7 @@ def pull_model():
     except PullError as exc:
         raise _api_error(exc) from None
     svc = services()
-    events = pulling.pull(plan, pulling.store_dir(svc.settings.data_dir), svc.settings.allow_private_pull_urls,
+    events = pulling.pull(plan, managed_store.root_for(svc.settings.data_dir), svc.settings.allow_private_pull_urls,
                           insecure=bool(body.insecure), on_success=svc.catalogue.refresh)
     try:
         first = next(events)  # connects and checks the source: failures so far get a real status

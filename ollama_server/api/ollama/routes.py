@@ -75,15 +75,21 @@ def version():
 
 
 def _entry(spec: ModelSpec) -> dict:
-    return {"name": spec.name, "model": spec.name, "modified_at": md.rfc3339(spec.modified_at),
-            "size": spec.size_bytes, "digest": md.digest(spec), "details": md.details(spec)}
+    entry = {"name": spec.name, "model": spec.name, "modified_at": md.rfc3339(spec.modified_at),
+             "size": spec.size_bytes, "digest": md.digest(spec), "details": md.details(spec)}
+    error = md.info(spec).error
+    if error:  # listed anyway, with the reason it will not load
+        entry["error"] = error
+    return entry
 
 
 @bp.get("/api/tags")
 @bp.get("/api/models")
 def tags():
-    """Every model in the catalogue (/api/models is the seed's alias)."""
-    return _json({"models": [_entry(spec) for spec in services().catalogue.all()]})
+    """Every model in the catalogue, re-read from disk (/api/models is the seed's alias)."""
+    catalogue = services().catalogue
+    catalogue.refresh()
+    return _json({"models": [_entry(spec) for spec in catalogue.all()]})
 
 
 @bp.post("/api/show")
@@ -93,9 +99,7 @@ def show():
     name = body.model or body.name
     if not name:
         raise ApiError("invalid_request", "model is required", param="model")
-    spec = services().catalogue.get(name)
-    if spec is None:
-        raise ApiError("not_found", f"model '{name}' not found", param="model")
+    spec = md.find(name)
     info = md.model_info(spec, body.verbose)
     facts = services().engine.loaded_facts(spec.name)
     if facts is not None:
@@ -106,7 +110,7 @@ def show():
            "template": md.chat_template(spec)}
     if spec.system:
         out["system"] = spec.system
-    out.update({"details": md.details(spec), "model_info": info, "capabilities": ["completion"],
+    out.update({"details": md.details(spec), "model_info": info, "capabilities": md.capabilities(spec),
                 "modified_at": md.rfc3339(spec.modified_at)})
     return _json(out)
 
@@ -120,7 +124,7 @@ def ps():
         spec = svc.catalogue.get(loaded["name"])
         if spec is None:  # removed from disk while loaded
             continue
-        entry = {key: value for key, value in _entry(spec).items() if key != "modified_at"}
+        entry = {key: value for key, value in _entry(spec).items() if key not in ("modified_at", "error")}
         models.append({**entry, "expires_at": md.expires_rfc3339(loaded["expires_at"]), "size_vram": 0,
                        "context_length": loaded["context_length"]})
     return _json({"models": models})
