@@ -157,6 +157,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_queue", 64, _at_least(0, _parse_int), "Requests allowed to wait for a slot; beyond it the answer is 'busy'."),
     Setting("api_key", "", _parse_str, "If set, inference and admin routes require 'Authorization: Bearer <key>'."),
     Setting("max_request_bytes", 8 * 1024 * 1024, _at_least(1024, _parse_int), "Largest request body accepted (bytes)."),
+    Setting("default_max_tokens", 512, _at_least(0, _parse_int),
+            "Reply length cap for OpenAI chat requests that give no max_tokens (0: the rest of the context)."),
     Setting("model_load_cooldown", 30.0, _at_least(0, _parse_float),
             "Seconds a model that failed to load is not tried again (its error is returned meanwhile)."),
     Setting("default_keep_alive", 300.0, _parse_float,
@@ -193,6 +195,7 @@ class Settings:
     max_queue: int
     api_key: str
     max_request_bytes: int
+    default_max_tokens: int
     model_load_cooldown: float
     default_keep_alive: float
     allow_private_pull_urls: bool

@@ -20,7 +20,7 @@ from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import ModelLoadError
 from ollama_server.engine.types import ModelNotFoundError
 from ollama_server.engine.types import UnavailableError
-from ollama_server.models import gguf
+from ollama_server.models import inspect
 from ollama_server.models.catalogue import Catalogue
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
@@ -37,7 +37,7 @@ class Engine:
         self.catalogue = catalogue
         self.backend = backend
         self.settings = settings
-        self._trained_context = trained_context or _header_context_length
+        self._trained_context = trained_context or inspect.trained_context
         self._runners: "collections.OrderedDict[str, ModelRunner]" = collections.OrderedDict()
         self._lock = threading.Lock()        # guards _runners and the request maps
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
@@ -65,7 +65,7 @@ class Engine:
             raise UnavailableError("server is shutting down")
         submitted = time.monotonic()
         spec = self.resolve(request.model)
-        runner, load_s = self._runner_for(spec)
+        runner, load_s = self._runner_for(spec, request.num_ctx)
         model = runner.model
         prompt_ids = self._prompt_tokens(model, request)
         max_tokens = self._max_tokens(request, len(prompt_ids), model.facts.context_length)
@@ -181,17 +181,24 @@ class Engine:
         return runner.model.facts if runner else None
 
     # --- models -------------------------------------------------------------------------------
-    def _runner_for(self, spec: ModelSpec) -> tuple[ModelRunner, float]:
+    def _runner_for(self, spec: ModelSpec, num_ctx: Optional[int] = None) -> tuple[ModelRunner, float]:
+        """The loaded runner for a model, loading it (or reloading it, idle, for a larger num_ctx)."""
+        wanted = self._wanted_context(spec, num_ctx)
         with self._lock:
             runner = self._runners.get(spec.name)
-            if runner is not None:
+            if runner is not None and not self._too_small(runner, wanted):
                 self._runners.move_to_end(spec.name)
                 return runner, 0.0
         with self._load_lock:
             with self._lock:  # another thread may have loaded it while we waited
                 runner = self._runners.get(spec.name)
-                if runner is not None:
+                if runner is not None and not self._too_small(runner, wanted):
                     return runner, 0.0
+                if runner is not None:  # idle and too small: Ollama reloads with the larger context
+                    del self._runners[spec.name]
+            if runner is not None:
+                log.info("reloading %s with context %d", spec.name, wanted)
+                runner.stop()
             failed = self._failed_loads.get(spec.name)
             if failed and time.monotonic() - failed[0] < self.settings.model_load_cooldown:
                 # A broken model is not retried on every request: that would stall everyone behind the lock.
@@ -200,7 +207,7 @@ class Engine:
             started = time.monotonic()
             self._loading.add(spec.name)
             try:
-                model = self.backend.load(spec.path, self._load_options(spec))
+                model = self.backend.load(spec.path, self._load_options(spec, wanted))
             except Exception as exc:
                 log.warning("loading %s failed: %s", spec.name, exc)
                 message = f"failed to load model '{spec.name}': {exc}"
@@ -219,16 +226,24 @@ class Engine:
             return runner, load_s
 
     def runtime_context(self, spec: ModelSpec) -> int:
-        """The context window requests get: the configured size, capped by the trained context."""
+        """The context window requests get now: the loaded one, else the default capped by the trained one."""
         facts = self.loaded_facts(spec.name)
         if facts is not None:
             return facts.context_length
-        trained = self._trained_context(spec.path) or self.settings.default_context_size
-        return min(self.settings.default_context_size, trained)
+        return self._wanted_context(spec, None)
 
-    def _load_options(self, spec: ModelSpec) -> LoadOptions:
+    def _wanted_context(self, spec: ModelSpec, num_ctx: Optional[int]) -> int:
+        trained = self._trained_context(spec.path) or self.settings.default_context_size
+        return min(num_ctx or self.settings.default_context_size, trained)
+
+    @staticmethod
+    def _too_small(runner: ModelRunner, wanted: int) -> bool:
+        """A loaded model reloads for a larger context only when nothing is running on it."""
+        return runner.model.facts.context_length < wanted and runner.idle
+
+    def _load_options(self, spec: ModelSpec, n_ctx: int) -> LoadOptions:
         s = self.settings
-        return LoadOptions(n_ctx=self.runtime_context(spec), n_slots=s.parallel_slots, n_batch=s.batch_size,
+        return LoadOptions(n_ctx=n_ctx, n_slots=s.parallel_slots, n_batch=s.batch_size,
                            n_threads=s.effective_threads, n_gpu_layers=s.gpu_layers, split_mode=s.split_mode,
                            main_gpu=s.main_gpu, tensor_split=s.tensor_split)
 
@@ -289,10 +304,3 @@ class Engine:
             runners, self._runners = list(self._runners.values()), collections.OrderedDict()
         for runner in runners:
             runner.stop(timeout)
-
-
-def _header_context_length(path: str) -> Optional[int]:
-    try:
-        return gguf.read_header(path).context_length
-    except (OSError, gguf.GgufError):
-        return None

@@ -196,3 +196,18 @@ def test_streamed_think_tags_split_across_chunks_are_still_separated(client, fak
     assert reasoning == "a<b"
     assert content == "c</thi"
     assert all(d.get("reasoning") == d.get("reasoning_content") for d in deltas)
+
+
+def test_chat_without_max_tokens_is_capped_by_the_configured_default(make_app, fake_backend):
+    client = make_app(default_max_tokens=5).test_client()
+    fake_backend.enqueue("x" * 50, end=False)
+    body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}).get_json()
+    assert body["usage"]["completion_tokens"] == 5
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_default_cap_beyond_the_context_is_shortened_not_refused(make_app, fake_backend):
+    client = make_app(default_max_tokens=10000).test_client()
+    fake_backend.enqueue("ok")
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200

@@ -99,7 +99,7 @@ def chat_completions():
     body = parse_body(ChatCompletionRequest, request.get_data())
     include_usage = _check_stream_options(body)
     response_id = tr.new_id("chatcmpl")
-    engine_requests = tr.from_chat_request(body, request.path)
+    engine_requests = tr.from_chat_request(body, request.path, services().settings.default_max_tokens)
     created = tr.now()
     if not body.stream:
         results = [result for _, result in _collect_all(engine_requests, response_id)]

@@ -85,15 +85,21 @@ def _common(body: _Sampling, endpoint: str, choice: int) -> dict:
                 include_stop_str=body.include_stop_str_in_output, dialect="openai", endpoint=endpoint)
 
 
-def from_chat_request(body: ChatCompletionRequest, endpoint: str) -> list[GenerateRequest]:
-    """One engine request per choice (n); reasoning is always split out of the content."""
+def from_chat_request(body: ChatCompletionRequest, endpoint: str, default_max_tokens: int = 0) -> list[GenerateRequest]:
+    """One engine request per choice (n); reasoning is always split out of the content.
+
+    With no max_tokens the reply is capped at default_max_tokens (0: the rest of the context), and a
+    default that does not fit the context is shortened rather than refused.
+    """
+    asked = body.max_completion_tokens or body.max_tokens
+    max_tokens = asked or (default_max_tokens or None)
     messages = tuple(Message(m.role, message_text(m)) for m in body.messages)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     schema = _json_schema(body.response_format)
     requests = []
     for choice in range(body.n):
         sampling = replace(sampling_from(body, choice), json_schema=schema)
-        requests.append(GenerateRequest(messages=messages, max_tokens=body.max_completion_tokens or body.max_tokens,
+        requests.append(GenerateRequest(messages=messages, max_tokens=max_tokens, cap_to_context=asked is None,
                                         logprobs=logprobs, split_thinking=True, sampling=sampling,
                                         **_common(body, endpoint, choice)))
     return requests

@@ -20,7 +20,7 @@ from ollama_server.api.validation import parse_body
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import collect
-from ollama_server.models import gguf
+from ollama_server.models import inspect
 from ollama_server.services import Services
 from ollama_server.services import services
 
@@ -106,11 +106,9 @@ def _eos_token(svc: Services, model: str) -> tuple[int, str]:
     facts = svc.engine.loaded_facts(model)
     spec = svc.catalogue.get(model)
     token_id = 0
-    try:
-        if spec is not None:
-            token_id = int(gguf.read_header(spec.path).metadata.get("tokenizer.ggml.eos_token_id", 0))
-    except (OSError, ValueError, TypeError):
-        pass
+    if spec is not None:
+        value = inspect.inspect(spec.path).metadata.get("tokenizer.ggml.eos_token_id", 0)
+        token_id = value if isinstance(value, int) else 0
     return token_id, facts.eos_text if facts else ""
 
 
@@ -164,16 +162,12 @@ def compat_generate():
 
 @bp.get("/info")
 def model_info():
-    """What TGI's /info reports, for the default (smallest) model."""
+    """What TGI's /info reports, for the default model (the active one, else the smallest)."""
     svc = services()
-    spec = svc.catalogue.smallest()
+    spec = svc.catalogue.default()
     if spec is None:
         raise ApiError("unavailable", "no model is available")
     settings = svc.settings
-    try:
-        trained = gguf.read_header(spec.path).context_length
-    except (OSError, ValueError):
-        trained = None
-    max_total = min(settings.default_context_size, trained or settings.default_context_size)
+    max_total = svc.engine.runtime_context(spec)
     return jsonify(tr.info(spec.name, max_total, settings.parallel_slots + settings.max_queue,
                            ollama_server.__version__))

@@ -1,0 +1,159 @@
+"""A fake `pynvml` for machines without a GPU: the real function names, devices from a scenario table."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+
+class NVMLError(Exception):
+    """Base class, as pynvml.NVMLError."""
+
+
+class NVMLError_NotSupported(NVMLError):
+    """The device does not support the query (passively cooled cards, some laptops, vGPUs)."""
+
+    def __init__(self, message: str = "Not Supported"):
+        super().__init__(message)
+
+
+class NVMLError_GpuIsLost(NVMLError):
+    """The GPU fell off the bus."""
+
+    def __init__(self, message: str = "GPU is lost"):
+        super().__init__(message)
+
+
+class NVMLError_DriverNotLoaded(NVMLError):
+    """nvmlInit on a machine without the NVIDIA driver."""
+
+    def __init__(self, message: str = "Driver Not Loaded"):
+        super().__init__(message)
+
+
+class NVMLError_Uninitialized(NVMLError):
+    """A query before nvmlInit."""
+
+    def __init__(self, message: str = "Uninitialized"):
+        super().__init__(message)
+
+
+def gpu(name: str, total_gib: float, used_gib: float, util: int = 0, temp: int = 40, power_w: float = 30.0,
+        **overrides: Any) -> dict[str, Any]:
+    """One device row; an override may be an exception class that the matching call raises."""
+    total, used = int(total_gib * GIB), int(used_gib * GIB)
+    row = {"name": name, "uuid": None,
+           "total": total, "used": used, "util": util, "temp": temp, "power_mw": int(power_w * 1000),
+           "handle": None}
+    row.update(overrides)
+    return row
+
+
+# Scenario -> devices, in NVML index order. Named after what they reproduce.
+SCENARIOS: dict[str, list[dict[str, Any]]] = {
+    "two_unequal": [gpu("NVIDIA GeForce RTX 4090", 24, 1.0, util=35, temp=61, power_w=210.5),
+                    gpu("NVIDIA GeForce RTX 3060", 12, 0.5, util=5, temp=44, power_w=31.0)],
+    "four_unequal": [gpu("NVIDIA RTX A5000", 24, 2.0, util=50, temp=70, power_w=180.0),
+                     gpu("NVIDIA RTX A4000", 16, 1.0, util=10, temp=55, power_w=70.0),
+                     gpu("NVIDIA GeForce RTX 3060", 12, 4.0, util=80, temp=76, power_w=160.0),
+                     gpu("NVIDIA GeForce RTX 3070", 8, 0.5, util=0, temp=38, power_w=15.0)],
+    "one_too_small": [gpu("NVIDIA GeForce RTX 4090", 24, 1.0), gpu("NVIDIA GeForce GT 1030", 2, 0.25)],
+    # The seed's example machine: four 8 GB cards, a little used by the driver on each.
+    "seed_4x8gb": [gpu("NVIDIA GeForce RTX 3070", 8, 0.25) for _ in range(4)],
+    "two_24_one_12": [gpu("NVIDIA GeForce RTX 3090", 24, 0.5), gpu("NVIDIA GeForce RTX 3090", 24, 0.5),
+                      gpu("NVIDIA GeForce RTX 3060", 12, 0.5)],
+    # gpustat's NotSupported case: the second card reports no power and no temperature.
+    "not_supported_fields": [gpu("NVIDIA A100-SXM4-40GB", 40, 3.0, util=90, temp=65, power_w=300.0),
+                             gpu("NVIDIA A16", 16, 1.0, util=20, temp=NVMLError_NotSupported,
+                                 power_w=0, power_mw=NVMLError_NotSupported)],
+    # A card that fell off the bus: its handle cannot be had; the cards around it still answer.
+    "lost_gpu": [gpu("NVIDIA GeForce RTX 3090", 24, 1.0), gpu("NVIDIA GeForce RTX 3090", 24, 1.0,
+                                                              handle=NVMLError_GpuIsLost),
+                 gpu("NVIDIA GeForce RTX 3060", 12, 1.0)],
+    # ... or it gets lost between the handle and the first read.
+    "lost_gpu_on_read": [gpu("NVIDIA GeForce RTX 3090", 24, 1.0),
+                         gpu("NVIDIA GeForce RTX 3090", 24, 1.0, total=NVMLError_GpuIsLost)],
+    "no_driver": [],
+}
+INIT_ERRORS = {"no_driver": NVMLError_DriverNotLoaded}
+
+
+def _value(row: dict[str, Any], key: str) -> Any:
+    value = row[key]
+    if isinstance(value, type) and issubclass(value, BaseException):
+        raise value()
+    return value
+
+
+class FakeNvml:
+    """Stands in for the `pynvml` module: `GpuReader(nvml=FakeNvml("four_unequal"))`."""
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_GpuIsLost = NVMLError_GpuIsLost
+    NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
+    NVMLError_Uninitialized = NVMLError_Uninitialized
+    NVML_TEMPERATURE_GPU = 0
+
+    def __init__(self, scenario: str = "two_unequal"):
+        self.scenario = scenario
+        self.devices = [dict(row) for row in SCENARIOS[scenario]]
+        for index, row in enumerate(self.devices):
+            row["uuid"] = row["uuid"] or f"GPU-00000000-fake-{scenario.replace('_', '-')}-{index}"
+        self.init_error = INIT_ERRORS.get(scenario)
+        self.init_calls = 0
+        self.shutdown_calls = 0
+        self.initialised = False
+
+    def set_used(self, index: int, used_bytes: int) -> None:
+        """Change a device's used memory (a model loaded elsewhere)."""
+        self.devices[index]["used"] = used_bytes
+
+    def _row(self, handle: Any) -> dict[str, Any]:
+        if not self.initialised:
+            raise NVMLError_Uninitialized()
+        return self.devices[handle.index]
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
+        if self.init_error is not None:
+            raise self.init_error()
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.shutdown_calls += 1
+        self.initialised = False
+
+    def nvmlDeviceGetCount(self) -> int:
+        if not self.initialised:
+            raise NVMLError_Uninitialized()
+        return len(self.devices)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
+        if not self.initialised:
+            raise NVMLError_Uninitialized()
+        _value(self.devices[index], "handle")
+        return SimpleNamespace(index=index)
+
+    def nvmlDeviceGetName(self, handle: Any) -> str:
+        return _value(self._row(handle), "name")
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        return _value(self._row(handle), "uuid")
+
+    def nvmlDeviceGetMemoryInfo(self, handle: Any) -> Any:
+        row = self._row(handle)
+        total, used = _value(row, "total"), _value(row, "used")
+        return SimpleNamespace(total=total, used=used, free=total - used)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
+        return SimpleNamespace(gpu=_value(self._row(handle), "util"), memory=0)
+
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        assert sensor == self.NVML_TEMPERATURE_GPU
+        return _value(self._row(handle), "temp")
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        return _value(self._row(handle), "power_mw")
