@@ -17,6 +17,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.requests import bp as requests_bp
     from ollama_server.api.tgi.routes import bp as tgi_bp
     from ollama_server.api.vllm.routes import bp as vllm_bp
+    from ollama_server.api.weight_distribution import bp as weight_distribution_bp
 
     auth.init_app(app)
     app_errors.init_app(app)
@@ -29,3 +30,4 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(ollama_manage_bp)
     app.register_blueprint(ollama_pull_bp)
     app.register_blueprint(registry_bp)
+    app.register_blueprint(weight_distribution_bp)

@@ -12,6 +12,7 @@ from ollama_server.engine.backend import Backend
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
+from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import ContextLengthError
@@ -33,11 +34,13 @@ class Engine:
     """The one entry point for inference: `submit(request) -> Generation`."""
 
     def __init__(self, catalogue: Catalogue, backend: Backend, settings: Settings,
-                 trained_context: Callable[[str], Optional[int]] | None = None):
+                 trained_context: Callable[[str], Optional[int]] | None = None,
+                 placements: PlacementOverrides | None = None):
         self.catalogue = catalogue
         self.backend = backend
         self.settings = settings
         self._trained_context = trained_context or inspect.trained_context
+        self.placements = placements if placements is not None else PlacementOverrides()
         self._runners: "collections.OrderedDict[str, ModelRunner]" = collections.OrderedDict()
         self._lock = threading.Lock()        # guards _runners and the request maps
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
@@ -243,9 +246,12 @@ class Engine:
 
     def _load_options(self, spec: ModelSpec, n_ctx: int) -> LoadOptions:
         s = self.settings
+        placement = self.placements.get(spec.name)  # a plan applied through the weight-distribution API
         return LoadOptions(n_ctx=n_ctx, n_slots=s.parallel_slots, n_batch=s.batch_size,
-                           n_threads=s.effective_threads, n_gpu_layers=s.gpu_layers, split_mode=s.split_mode,
-                           main_gpu=s.main_gpu, tensor_split=s.tensor_split)
+                           n_threads=s.effective_threads,
+                           n_gpu_layers=placement.gpu_layers if placement else s.gpu_layers,
+                           split_mode=s.split_mode, main_gpu=s.main_gpu,
+                           tensor_split=tuple(placement.tensor_split) if placement else s.tensor_split)
 
     def _make_room(self) -> None:
         """Unload least recently used idle models until one more fits under max_loaded_models."""
