@@ -9,10 +9,9 @@ from flask import jsonify
 from flask import request
 from pydantic import BaseModel
 from pydantic import ConfigDict
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import DEFAULT_STATUS
+from ollama_server.api.errors import register_plain_errors
 from ollama_server.api.validation import parse_body
 from ollama_server.models import inspect
 from ollama_server.models import names
@@ -41,14 +40,7 @@ class ActiveBody(BaseModel):
     name: Optional[str] = None
 
 
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    return jsonify({"error": error.message}), error.status or DEFAULT_STATUS.get(error.kind, 500)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    return jsonify({"error": exc.description or exc.name}), exc.code or 500
+register_plain_errors(bp)
 
 
 def _name(value: Any, param: str) -> str:

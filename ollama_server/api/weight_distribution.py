@@ -9,10 +9,9 @@ from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import request
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import DEFAULT_STATUS
+from ollama_server.api.errors import register_plain_errors
 from ollama_server.engine import planner
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.models.catalogue import ModelSpec
@@ -27,14 +26,7 @@ ROUTE = "/api/dashboard/weight-distribution"
 GPU_KEY = "ollama_server_gpu"                # app.extensions: the GpuReader (tests inject one with a fake NVML)
 
 
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    return jsonify({"error": error.message}), error.status or DEFAULT_STATUS.get(error.kind, 500)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    return jsonify({"error": exc.description or exc.name}), exc.code or 500
+register_plain_errors(bp)
 
 
 def gpu_reader() -> GpuReader:
