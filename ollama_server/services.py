@@ -105,7 +105,9 @@ def build_services(settings: Settings, backend: Optional[Backend] = None) -> Ser
     catalogue = Catalogue(model_sources(settings, registered), fallback=lambda: embedded_default(settings),
                           active=active.get)
     catalogue.refresh()
-    engine = Engine(catalogue, backend, settings, trained_context=inspect.trained_context)
+    # With inspection off nothing reads GGUF headers: the context is default_context_size as configured.
+    trained_context = inspect.trained_context if settings.enable_model_inspection else (lambda path: None)
+    engine = Engine(catalogue, backend, settings, trained_context=trained_context)
     return Services(settings=settings, catalogue=catalogue, engine=engine, registered=registered, active=active)
 
 

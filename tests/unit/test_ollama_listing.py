@@ -104,3 +104,15 @@ def test_ps_lists_loaded_models_with_runtime_context(client, fake_backend):
 
 
 # --- errors ----------------------------------------------------------------------------------------
+
+
+def test_with_inspection_off_listings_read_no_headers(make_app):
+    client = make_app(enable_model_inspection=False).test_client()
+    models = client.get("/api/tags").get_json()["models"]
+    assert models and all("error" not in m for m in models)
+    assert all(m["details"]["family"] == "" for m in models)
+
+
+def test_with_inspection_on_an_unreadable_file_is_listed_with_its_error(client):
+    models = client.get("/api/tags").get_json()["models"]
+    assert models and all(m.get("error") for m in models)  # the placeholders are not GGUF files
