@@ -60,9 +60,8 @@ def test_eight_concurrent_streams_keep_to_their_own_prompts(batched_server):
             assert "9" in output and not any(letter in output for letter in "IJK"), output
         else:
             assert "I" in output and not any(digit in output for digit in "9"), output
-    # the same batch composition is deterministic: the four copies of each prompt agree
-    assert len({o for p, o in zip(prompts, outputs) if p is COUNTING}) == 1
-    assert len({o for p, o in zip(prompts, outputs) if p is ALPHABET}) == 1
+    # Copies of one prompt need not agree bit for bit: they joined the batch at different steps, and
+    # llama.cpp's batched kernels change floating-point order with the batch's make-up.
 
 
 def test_a_client_that_disconnects_frees_its_slot(serial_server):
