@@ -14,6 +14,7 @@ from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
+from ollama_server.engine.tracking import RequestBook
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import ContextLengthError
 from ollama_server.engine.types import GenerateRequest
@@ -27,7 +28,6 @@ from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
 
 log = logging.getLogger(__name__)
-_FINISHED_KEPT = 256  # finished requests remembered for /api/progress
 
 
 class Engine:
@@ -45,7 +45,7 @@ class Engine:
         self._lock = threading.Lock()        # guards _runners and the request maps
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
         self._loading: set[str] = set()
-        self._requests: "collections.OrderedDict[str, Generation]" = collections.OrderedDict()
+        self.requests = RequestBook(keep_finished=256)  # for /api/progress and /api/dismiss
         self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
         self._closing = False
 
@@ -77,13 +77,7 @@ class Engine:
         generation.submitted_at = submitted
         generation.load_s = load_s
         runner.enqueue(generation)
-        with self._lock:
-            self._requests[generation.id] = generation
-            while len(self._requests) > _FINISHED_KEPT:
-                oldest_id, oldest = next(iter(self._requests.items()))
-                if oldest.state in ("queued", "running"):
-                    break
-                del self._requests[oldest_id]
+        self.requests.add(generation)
         return generation
 
     def _prompt_tokens(self, model, request: GenerateRequest) -> list[int]:
@@ -143,16 +137,11 @@ class Engine:
 
     def get_request(self, request_id: str) -> Optional[Generation]:
         """A current or recently finished request, for progress reporting."""
-        with self._lock:
-            return self._requests.get(request_id)
+        return self.requests.get(request_id)
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or running request; False if there is no such live request."""
-        generation = self.get_request(request_id)
-        if generation is None or generation.state not in ("queued", "running"):
-            return False
-        generation.cancel()
-        return True
+        return self.requests.cancel(request_id)
 
     def set_keep_alive(self, name: str, seconds: Optional[float]) -> None:
         """Keep a loaded model for `seconds` after its last use (None or negative: forever; 0: unload when idle)."""
