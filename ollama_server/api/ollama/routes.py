@@ -135,32 +135,28 @@ def ps():
 def generate():
     """Completion of a prompt (templated unless raw); an empty prompt only loads or unloads."""
     body = parse_body(GenerateBody, request.get_data())
-    svc = services()
-    spec = svc.engine.resolve(body.model or None)
-    name = body.model or spec.name
-    tr.check_generate(body, name)
-    keep_alive = tr.keep_alive_seconds(body.keep_alive, services().settings.default_keep_alive)
-    if not body.prompt:
-        return _load_only("generate", svc.engine, spec, name, keep_alive)
-    think = tr.think_mode(body.think, svc.settings.preserve_think_tags)
-    engine_request = tr.from_generate(body, think, request.path, spec.system, spec.parameters)
-    return _run("generate", engine_request, name, keep_alive, think.show, body.stream is not False)
+    return _serve("generate", body, tr.check_generate, bool(body.prompt), tr.from_generate)
 
 
 @bp.post("/api/chat")
 def chat():
     """The assistant's next message; no messages only loads or unloads."""
     body = parse_body(ChatBody, request.get_data())
+    return _serve("chat", body, tr.check_chat, bool(body.messages), tr.from_chat)
+
+
+def _serve(kind: str, body, check, has_input: bool, translate) -> Response:
+    """What generate and chat share: resolve, validate, load-only requests, keep_alive, thinking."""
     svc = services()
     spec = svc.engine.resolve(body.model or None)
     name = body.model or spec.name
-    tr.check_chat(body, name)
-    keep_alive = tr.keep_alive_seconds(body.keep_alive, services().settings.default_keep_alive)
-    if not body.messages:
-        return _load_only("chat", svc.engine, spec, name, keep_alive)
+    check(body, name)
+    keep_alive = tr.keep_alive_seconds(body.keep_alive, svc.settings.default_keep_alive)
+    if not has_input:
+        return _load_only(kind, svc.engine, spec, name, keep_alive)
     think = tr.think_mode(body.think, svc.settings.preserve_think_tags)
-    engine_request = tr.from_chat(body, think, request.path, spec.system, spec.parameters)
-    return _run("chat", engine_request, name, keep_alive, think.show, body.stream is not False)
+    engine_request = translate(body, think, request.path, spec.system, spec.parameters)
+    return _run(kind, engine_request, name, keep_alive, think.show, body.stream is not False)
 
 
 def _load_only(kind: str, engine: Engine, spec: ModelSpec, name: str, keep_alive: Optional[float]) -> Response:
