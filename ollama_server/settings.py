@@ -80,6 +80,10 @@ def _parse_paths(value: Any) -> tuple[str, ...]:
     return tuple(os.path.expanduser(_parse_str(item)) for item in _as_list(value))
 
 
+def _parse_names(value: Any) -> tuple[str, ...]:
+    return tuple(_parse_str(item).strip() for item in _as_list(value) if _parse_str(item).strip())
+
+
 def _parse_floats(value: Any) -> tuple[float, ...]:
     numbers = tuple(_parse_float(item) for item in _as_list(value))
     if any(n < 0 for n in numbers):
@@ -165,6 +169,18 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds an idle model stays loaded when a request gives no keep_alive (negative: forever)."),
     Setting("allow_private_pull_urls", False, _parse_bool,
             "Let /api/pull fetch from loopback and private addresses (off: only public hosts)."),
+    Setting("partial_download_max_age", 86400.0, _at_least(0, _parse_float),
+            "Seconds an abandoned pull's partial download is kept for resuming before it is deleted."),
+    Setting("allowed_hosts", (), _parse_names,
+            "Host names accepted besides localhost, this machine's name and IP literals (list; '*': any)."),
+    Setting("allowed_origins", (), _parse_names,
+            "Browser origins allowed besides Ollama's local defaults (list; '*' wildcards, e.g. https://*.example.com)."),
+    Setting("max_schema_depth", 16, _between(1, 64),
+            "Deepest nesting a JSON schema for constrained output may have (objects, arrays, combinators)."),
+    Setting("max_schema_repetition", 1000, _between(1, 100000),
+            "Largest sum of the finite repetition counts in a JSON schema (minItems, maxLength, regex {m,n}, ...)."),
+    Setting("max_grammar_bytes", 262144, _at_least(1024, _parse_int),
+            "Largest grammar (GBNF text) a constrained-output request may compile to."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -199,6 +215,12 @@ class Settings:
     model_load_cooldown: float
     default_keep_alive: float
     allow_private_pull_urls: bool
+    partial_download_max_age: float
+    allowed_hosts: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    max_schema_depth: int
+    max_schema_repetition: int
+    max_grammar_bytes: int
 
     @property
     def effective_threads(self) -> int:
