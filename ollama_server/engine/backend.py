@@ -74,8 +74,9 @@ class LoadedModel(Protocol):
         """Drop a sequence's cached tokens from `from_pos` on."""
 
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
-                    ignore_eos: bool = False) -> Any:
-        """Sampler state (with .close()) for one request; may raise InvalidRequestError for a bad grammar."""
+                    ignore_eos: bool = False, grammar: Optional[str] = None) -> Any:
+        """Sampler state (with .close()) for one request, constrained by a GBNF `grammar` if given;
+        may raise InvalidRequestError when the grammar cannot be built."""
 
     def sample(self, sampler: Any, row: int, generated: int, min_tokens: int) -> int:
         """The next token from logits row `row`."""
@@ -88,7 +89,16 @@ class LoadedModel(Protocol):
 
 
 class Backend(Protocol):
-    """Loads models from GGUF files."""
+    """Loads models from GGUF files and compiles constrained-output grammars."""
 
     def load(self, path: str, options: LoadOptions) -> LoadedModel:
         """Load the GGUF at `path`; raises on failure."""
+
+    def json_schema_grammar(self, schema: dict, field: str) -> str:
+        """GBNF text for a JSON schema ({} = any JSON value); InvalidRequestError naming `field` if unsupported."""
+
+    def check_grammar(self, grammar: str, field: str) -> None:
+        """Raise InvalidRequestError naming `field` unless the grammar can be built (without risk to the process)."""
+
+    def close(self) -> None:
+        """Release what the backend holds besides loaded models."""

@@ -14,13 +14,18 @@ from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
+from ollama_server.engine.schema_limits import SchemaLimits
+from ollama_server.engine.schema_limits import check_grammar_size
+from ollama_server.engine.schema_limits import check_schema
 from ollama_server.engine.tracking import RequestBook
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import ContextLengthError
+from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import ModelLoadError
 from ollama_server.engine.types import ModelNotFoundError
+from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import UnavailableError
 from ollama_server.models import inspect
 from ollama_server.models.catalogue import Catalogue
@@ -48,6 +53,8 @@ class Engine:
         self.requests = RequestBook(keep_finished=256)  # for /api/progress and /api/dismiss
         self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
         self._closing = False
+        self.schema_limits = SchemaLimits(settings.max_schema_depth, settings.max_schema_repetition,
+                                          settings.max_grammar_bytes)
 
     # --- requests -----------------------------------------------------------------------------
     def resolve(self, model: Optional[str]) -> ModelSpec:
@@ -68,6 +75,7 @@ class Engine:
             raise UnavailableError("server is shutting down")
         submitted = time.monotonic()
         spec = self.resolve(request.model)
+        grammar = self.grammar_for(request.sampling)  # before loading: a bad schema costs no model load
         runner, load_s = self._runner_for(spec, request.num_ctx)
         model = runner.model
         prompt_ids = self._prompt_tokens(model, request)
@@ -76,9 +84,26 @@ class Engine:
                                 deadline=submitted + self.settings.request_timeout, request_id=request_id)
         generation.submitted_at = submitted
         generation.load_s = load_s
-        runner.enqueue(generation)
-        self.requests.add(generation)
+        generation.grammar = grammar
+        self.requests.add(generation)  # first: a live request of the same id is refused before queueing
+        try:
+            runner.enqueue(generation)
+        except EngineError as exc:
+            generation.fail(exc)  # recorded as failed, never left looking queued
+            raise
         return generation
+
+    def grammar_for(self, sampling: SamplingParams) -> Optional[str]:
+        """The checked GBNF grammar for a request's JSON schema (None without one); InvalidRequestError when
+        the schema would cost more than the limits allow or llama.cpp cannot build its grammar."""
+        schema, field = sampling.json_schema, sampling.schema_field
+        if schema is None:
+            return None
+        check_schema(schema, self.schema_limits, field)
+        grammar = self.backend.json_schema_grammar(schema, field)
+        check_grammar_size(grammar, self.schema_limits, field)
+        self.backend.check_grammar(grammar, field)
+        return grammar
 
     def _prompt_tokens(self, model, request: GenerateRequest) -> list[int]:
         if request.messages is not None:
@@ -299,3 +324,4 @@ class Engine:
             runners, self._runners = list(self._runners.values()), collections.OrderedDict()
         for runner in runners:
             runner.stop(timeout)
+        self.backend.close()

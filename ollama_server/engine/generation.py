@@ -32,6 +32,7 @@ class Generation:
         self.started_at: Optional[float] = None
         self.generated = 0
         self.load_s = 0.0
+        self.grammar: Optional[str] = None  # GBNF compiled from the request's schema, checked at submit
         self.state = "queued"  # queued | running | done | cancelled | failed
         self._chunks: "queue.Queue[Chunk | EngineError | None]" = queue.Queue()
         self._cancelled = threading.Event()

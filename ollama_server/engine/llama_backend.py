@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Optional
 from typing import Sequence
 
@@ -133,11 +140,6 @@ class LlamaBatchModel:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def special_token(self, token: int) -> bool:
-        """True for control tokens (BOS, EOS, turn markers)."""
-        attr = llama_cpp.llama_vocab_get_attr(self._vocab, token)
-        return bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL)
-
     # --- decoding -----------------------------------------------------------------------------
     def decode(self, entries: Sequence[DecodeEntry]) -> list[Optional[int]]:
         """Evaluate one batch; returns, per entry, the batch index of its logits (None if not asked)."""
@@ -166,21 +168,20 @@ class LlamaBatchModel:
 
     # --- sampling -----------------------------------------------------------------------------
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
-                    ignore_eos: bool = False) -> SlotSampler:
-        plain_greedy = (sampling.temperature <= 0 and sampling.json_schema is None and sampling.repeat_penalty == 1.0
+                    ignore_eos: bool = False, grammar: Optional[str] = None) -> SlotSampler:
+        plain_greedy = (sampling.temperature <= 0 and grammar is None and sampling.repeat_penalty == 1.0
                         and not sampling.frequency_penalty and not sampling.presence_penalty)
         if plain_greedy:
             # llama.cpp's chain copies all 262k logits into a candidate array per token (~1.5 ms);
             # an argmax over the logits view gives the same token for a fraction of that.
             return SlotSampler(None, ban_always=ignore_eos)
-        chain = self._chain(sampling, prompt, ban_eog=ignore_eos)
+        chain = self._chain(sampling, prompt, grammar, ban_eog=ignore_eos)
         banned = None
         if min_tokens > 0 and not ignore_eos:
-            banned = self._chain(sampling, prompt, ban_eog=True)
+            banned = self._chain(sampling, prompt, grammar, ban_eog=True)
         return SlotSampler(chain, banned, ban_always=ignore_eos)
 
-    def _chain(self, sampling: SamplingParams, prompt: Sequence[int], ban_eog: bool):
-        grammar = self._grammar(sampling.json_schema)
+    def _chain(self, sampling: SamplingParams, prompt: Sequence[int], grammar: Optional[str], ban_eog: bool):
         chain = internals.LlamaSampler()
         if ban_eog:
             chain.add_logit_bias(self.facts.vocab_size, {t: float("-inf") for t in self._end_tokens()})
@@ -190,7 +191,14 @@ class LlamaBatchModel:
             for token in prompt[-_PENALTY_WINDOW:]:  # penalties see the prompt too, as in llama-server
                 chain.accept(token)
         if grammar is not None:
-            chain.add_grammar(self._model, grammar)
+            # Called directly rather than through LlamaSampler.add_grammar, which would add a NULL
+            # sampler (a crash at the first token) when llama.cpp refuses the grammar.
+            constraint = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+            if not constraint:
+                chain.close()
+                raise InvalidRequestError("llama.cpp could not build the grammar for this request",
+                                          param=sampling.schema_field)
+            llama_cpp.llama_sampler_chain_add(chain.sampler, constraint)
         if sampling.temperature <= 0:
             chain.add_greedy()
         else:
@@ -220,16 +228,6 @@ class LlamaBatchModel:
 
     def _end_tokens(self) -> list[int]:
         return self._eog_ids
-
-    def _grammar(self, schema: Optional[dict]):
-        if schema is None:
-            return None
-        try:
-            if not schema:  # any JSON value
-                return llama_cpp.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
-            return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except Exception as exc:  # the converter raises many kinds on unsupported schemas
-            raise InvalidRequestError(f"unsupported JSON schema: {exc}", param="format") from None
 
     def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
         """Log-probability of `token` under logits row `row`, and the top_n alternatives."""
@@ -263,5 +261,114 @@ class LlamaBatchModel:
 class LlamaBackend:
     """Backend that loads models with llama.cpp."""
 
+    def __init__(self):
+        self.grammar_checker = GrammarChecker()
+
     def load(self, path: str, options: LoadOptions) -> LlamaBatchModel:
         return LlamaBatchModel(path, options)
+
+    def json_schema_grammar(self, schema: dict, field: str) -> str:
+        """GBNF for a JSON schema ({} = any JSON value), by llama.cpp's own converter."""
+        if not schema:
+            return llama_grammar.JSON_GBNF
+        try:
+            return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+        except Exception as exc:  # the converter raises many kinds (assertions included) on schemas it cannot take
+            raise InvalidRequestError(f"{field}: unsupported JSON schema: {exc}", param=field) from None
+
+    def check_grammar(self, grammar: str, field: str) -> None:
+        """Raise InvalidRequestError unless llama.cpp builds `grammar` (tried in the checker process)."""
+        problem = self.grammar_checker.check(grammar)
+        if problem:
+            raise InvalidRequestError(f"{field}: {problem}", param=field)
+
+    def close(self) -> None:
+        self.grammar_checker.close()
+
+
+class GrammarChecker:
+    """Builds each grammar once in a child process first: one that crashes llama.cpp (its parser recurses
+    per nesting level) or exhausts memory takes down the child, never the server."""
+
+    def __init__(self, timeout_s: float = 10.0, memory_bytes: int = 4 << 30):
+        self.timeout_s = timeout_s
+        self.memory_bytes = memory_bytes
+        self._lock = threading.Lock()  # one grammar at a time through the pipe
+        self._child: Optional[subprocess.Popen] = None
+
+    def check(self, grammar: str) -> Optional[str]:
+        """None when llama.cpp builds the grammar, else why not."""
+        payload = grammar.encode("utf-8")
+        with self._lock:
+            child = self._running_child()
+            try:
+                child.stdin.write(len(payload).to_bytes(8, "big") + payload)
+                child.stdin.flush()
+                ready, _, _ = select.select([child.stdout], [], [], self.timeout_s)
+                reply = child.stdout.readline() if ready else b""
+            except OSError:
+                reply = b""
+            if reply.startswith(b"ok"):
+                return None
+            if reply.startswith(b"error "):
+                return reply[6:].decode("utf-8", "replace").strip()
+            return self._failed(child, bool(ready))
+
+    def _failed(self, child: subprocess.Popen, answered: bool) -> str:
+        if not answered:
+            child.kill()
+        code = child.wait()
+        self._child = None
+        if not answered:
+            return f"building the grammar took longer than {self.timeout_s:g} s; simplify the schema"
+        cause = signal.Signals(-code).name if code < 0 else f"exit status {code}"
+        return f"llama.cpp failed while building this grammar ({cause}); it is too large or too deeply nested"
+
+    def _running_child(self) -> subprocess.Popen:
+        if self._child is None or self._child.poll() is not None:
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                os.environ.get("PYTHONPATH")]))}
+            code = (f"from ollama_server.engine.llama_backend import check_grammars_forever; "
+                    f"check_grammars_forever({self.memory_bytes})")
+            self._child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        return self._child
+
+    def close(self) -> None:
+        with self._lock:
+            if self._child is not None and self._child.poll() is None:
+                self._child.stdin.close()  # the child ends at end of input
+                try:
+                    self._child.wait(2)
+                except subprocess.TimeoutExpired:
+                    self._child.kill()
+            self._child = None
+
+
+def check_grammars_forever(memory_bytes: int) -> None:
+    """The checker process: read length-prefixed grammars on stdin, answer "ok" or "error <why>" per line."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # llama.cpp reports why a grammar failed on stderr: keep it in a file to quote it back.
+    log = tempfile.TemporaryFile()
+    os.dup2(log.fileno(), 2)
+    _init_backend()
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        header = source.read(8)
+        if len(header) < 8:
+            return
+        grammar = source.read(int.from_bytes(header, "big"))
+        log.seek(0)
+        log.truncate()
+        sampler = llama_cpp.llama_sampler_init_grammar(None, grammar, b"root")
+        if sampler:
+            llama_cpp.llama_sampler_free(sampler)
+            sink.write(b"ok\n")
+        else:
+            log.seek(0)
+            lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+            why = lines[0] if lines else "llama.cpp could not parse the grammar"
+            sink.write(b"error " + why.encode("utf-8", "replace").replace(b"\n", b" ") + b"\n")
+        sink.flush()

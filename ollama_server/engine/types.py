@@ -28,6 +28,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: Optional[int] = None
     json_schema: Optional[dict] = None  # constrain output to JSON ({} = any JSON object)
+    schema_field: str = "response_format"  # the request field that carried json_schema, for error messages
 
 
 @dataclass(frozen=True)

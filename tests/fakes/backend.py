@@ -1,6 +1,7 @@
 """A scripted stand-in for llama.cpp: each character is a token, replies come from a queue."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Sequence
@@ -72,8 +73,9 @@ class FakeModel:
         return True
 
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
-                    ignore_eos: bool = False) -> FakeSampler:
+                    ignore_eos: bool = False, grammar: str | None = None) -> FakeSampler:
         self.backend.history.append((self.path, list(prompt), sampling))
+        self.backend.grammars.append(grammar)
         reply, end = self.backend.next_reply()
         return FakeSampler(reply, end, ignore_eos)
 
@@ -95,11 +97,13 @@ class FakeBackend:
     def __init__(self, token_delay_s: float = 0.0):
         self.replies: list[tuple[str, bool]] = []
         self.history: list = []
+        self.grammars: list = []  # the grammar each sampler was built with (None: unconstrained)
         self.loaded: list[FakeModel] = []
         self.token_delay_s = token_delay_s
         self.gate = threading.Event()
         self.gate.set()
         self._lock = threading.Lock()
+        self.closed = False
 
     def enqueue(self, text: str, end: bool = True) -> None:
         """The next request's reply is `text`, then EOS if `end`."""
@@ -114,3 +118,13 @@ class FakeBackend:
         model = FakeModel(self, path, options)
         self.loaded.append(model)
         return model
+
+    def json_schema_grammar(self, schema: dict, field: str) -> str:
+        """A stand-in grammar that names the schema (the real converter is llama.cpp's)."""
+        return "root ::= " + json.dumps(json.dumps(schema, sort_keys=True))
+
+    def check_grammar(self, grammar: str, field: str) -> None:
+        """The fake builds every grammar."""
+
+    def close(self) -> None:
+        self.closed = True
