@@ -91,7 +91,10 @@ def test_a_full_queue_answers_busy_at_once_in_every_dialect(serial_server):
     url = serial_server.url
     hold = {"prompt": "Once upon a time", "max_tokens": 300, "stream": True, "ignore_eos": True}
     running = requests.post(url + "/v1/completions", json=hold, stream=True, timeout=60)
-    next(line for line in running.iter_lines() if line.startswith(b"data: {"))
+    # Keep the line iterator: a temporary one, once garbage-collected, closes the connection, and the
+    # server then (rightly) cancels the request that is meant to hold the slot.
+    running_lines = running.iter_lines()
+    next(line for line in running_lines if line.startswith(b"data: {"))
     # fills the queue; its headers only come once it runs, so it is sent from a thread
     waiter = threading.Thread(target=lambda: requests.post(url + "/v1/completions", timeout=60, json={
         "prompt": "x", "max_tokens": 1}))
