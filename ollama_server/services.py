@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Optional
 from flask import Flask
 from flask import current_app
 
+from ollama_server.connection_watch import ConnectionWatch
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
 from ollama_server.models import inspect
@@ -23,10 +25,12 @@ from ollama_server.models.catalogue import spec_for_file
 from ollama_server.models.default_model import DEFAULT_MODEL_NAME
 from ollama_server.models.default_model import ensure_default_model
 from ollama_server.models.ollama_store import scan_store
+from ollama_server.models.partials import expire_partials
 from ollama_server.models.registered import RegisteredModels
 from ollama_server.settings import Settings
 
 EXTENSION_KEY = "ollama_server"
+PARTIAL_EXPIRY_INTERVAL_S = 300.0  # how often the background loop looks for abandoned partial downloads
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +43,7 @@ class Services:
     engine: Engine
     registered: Optional[RegisteredModels] = None
     active: Optional[ActiveModel] = None
+    connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
     warm_error: Optional[str] = None
     _started: bool = field(default=False, repr=False)
@@ -55,12 +60,29 @@ class Services:
         threading.Thread(target=self._reap_idle_models, name="keep-alive", daemon=True).start()
 
     def _reap_idle_models(self) -> None:
-        # Checked once a second; keep_alive granularity finer than that is not useful.
-        while not self._stop.wait(1.0):
+        # Checked once a second; keep_alive granularity finer than that is not useful. Abandoned partial
+        # downloads are looked for once at start and then every PARTIAL_EXPIRY_INTERVAL_S: their max age
+        # is counted in hours, and each look lists the blobs directory.
+        due = time.monotonic()
+        while True:
+            due = self._expire_partials_when_due(time.monotonic(), due)
+            if self._stop.wait(1.0):
+                return
             try:
                 self.engine.unload_expired()
             except Exception:
                 log.exception("keep-alive check failed")
+
+    def _expire_partials_when_due(self, now: float, due: float) -> float:
+        """Delete expired partial downloads of the managed store if `due` (monotonic) has come; the next due time."""
+        if now < due:
+            return due
+        try:
+            expire_partials(managed_store.root_for(self.settings.data_dir) / "blobs",
+                            self.settings.partial_download_max_age)
+        except Exception:
+            log.exception("partial download expiry failed")
+        return now + PARTIAL_EXPIRY_INTERVAL_S
 
     def _warm_up(self) -> None:
         try:
@@ -74,6 +96,7 @@ class Services:
     def close(self) -> None:
         """Stop background work and the engine (unloads models)."""
         self._stop.set()
+        self.connections.close()
         self.engine.close()
 
 

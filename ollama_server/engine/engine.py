@@ -79,6 +79,8 @@ class Engine:
         runner, load_s = self._runner_for(spec, request.num_ctx)
         model = runner.model
         prompt_ids = self._prompt_tokens(model, request)
+        if not prompt_ids:  # nothing to evaluate means no logits to sample from: it would wait forever
+            raise InvalidRequestError("the prompt has no tokens; send at least one", param="prompt")
         max_tokens = self._max_tokens(request, len(prompt_ids), model.facts.context_length)
         generation = Generation(request, spec.name, prompt_ids, max_tokens,
                                 deadline=submitted + self.settings.request_timeout, request_id=request_id)

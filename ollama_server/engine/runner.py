@@ -17,8 +17,10 @@ from ollama_server.engine.backend import LoadedModel
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.slot import Slot
 from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import Chunk
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import RequestTimeoutError
+from ollama_server.engine.types import Usage
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
@@ -95,6 +97,7 @@ class ModelRunner:
                     self._cond.wait()
                 if self._stopping:
                     break
+                self._drop_cancelled_waiting()
                 # Admission under the lock: a request thread must never see a popped request as neither
                 # waiting nor running (it would let one more in past the capacity).
                 for generation in self._take_admissible():
@@ -111,6 +114,17 @@ class ModelRunner:
             if slot.busy:
                 self._release(slot, error=BusyError("model was unloaded while the request ran"))
 
+    def _drop_cancelled_waiting(self) -> None:
+        """End queued requests whose client left or that were dismissed, without waiting for a slot."""
+        if any(generation.cancelled for generation in self._waiting):
+            kept = collections.deque()
+            for generation in self._waiting:
+                if generation.cancelled:
+                    _end_unstarted(generation)
+                else:
+                    kept.append(generation)
+            self._waiting = kept
+
     def _take_admissible(self) -> list[Generation]:
         free = sum(1 for slot in self.slots if not slot.busy)
         taken = []
@@ -120,7 +134,7 @@ class ModelRunner:
 
     def _admit(self, generation: Generation) -> None:
         if generation.cancelled:
-            generation.finish("cancelled")
+            _end_unstarted(generation)
             return
         if time.monotonic() > generation.deadline:
             generation.fail(RequestTimeoutError("request timed out while waiting for a slot"))
@@ -134,7 +148,7 @@ class ModelRunner:
         slot = self._choose_slot(generation.prompt_tokens, reuse)
         try:
             sampler = self.model.new_sampler(sampling, generation.prompt_tokens, generation.request.min_tokens,
-                                             generation.request.ignore_eos)
+                                             generation.request.ignore_eos, generation.grammar)
         except EngineError as exc:
             generation.fail(exc)
             return
@@ -221,3 +235,12 @@ class ModelRunner:
         slot.clear()
         with self._cond:
             self._cond.notify_all()
+
+
+def _end_unstarted(generation: Generation) -> None:
+    """End a request cancelled before it got a slot: a final chunk says so, as for a running one."""
+    waited = time.monotonic() - generation.submitted_at
+    usage = Usage(prompt_tokens=len(generation.prompt_tokens), queue_s=waited, load_s=generation.load_s,
+                  total_s=waited)
+    generation.put(Chunk(finish_reason="cancelled", stop_kind="cancelled", usage=usage))
+    generation.finish("cancelled")

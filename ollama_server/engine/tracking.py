@@ -6,6 +6,7 @@ import threading
 from typing import Optional
 
 from ollama_server.engine.generation import Generation
+from ollama_server.engine.types import InvalidRequestError
 
 LIVE_STATES = ("queued", "running")
 
@@ -19,7 +20,13 @@ class RequestBook:
         self._by_id: "collections.OrderedDict[str, Generation]" = collections.OrderedDict()
 
     def add(self, generation: Generation) -> None:
+        """Remember a new generation; InvalidRequestError when a live one already has its id."""
         with self._lock:
+            held = self._by_id.get(generation.id)
+            if held is not None and held.state in LIVE_STATES:
+                raise InvalidRequestError(f"request id '{generation.id}' belongs to a request still running",
+                                          param="X-Request-Id")
+            self._by_id.pop(generation.id, None)  # a reused id moves to the newest end
             self._by_id[generation.id] = generation
             finished = [key for key, g in self._by_id.items() if g.state not in LIVE_STATES]
             for key in finished[:max(0, len(finished) - self.keep_finished)]:

@@ -11,6 +11,7 @@ from flask import g
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors import DEFAULT_STATUS
 from ollama_server.api.errors import from_engine_error
@@ -171,9 +172,10 @@ def _load_only(kind: str, engine: Engine, spec: ModelSpec, name: str, keep_alive
 def _run(kind: str, engine_request: GenerateRequest, name: str, keep_alive: Optional[float], show_thinking: bool,
          stream: bool) -> Response:
     engine = services().engine
-    request_id = str(uuid.uuid4())
+    request_id = client_gone.request_id(str(uuid.uuid4()))
     g.ollama_request_id = request_id
     generation = engine.submit(engine_request, request_id=request_id)
+    client_gone.cancel_when_client_leaves(generation)
     if stream:
         response = Response(_guarded(_lines(kind, generation, name, show_thinking), generation, engine, keep_alive),
                             mimetype="application/x-ndjson")
@@ -216,4 +218,4 @@ def _lines(kind: str, generation: Generation, name: str, show_thinking: bool) ->
         yield ndjson_line(tr.error_body(from_engine_error(exc).message))
         return
     # Cancelled before it started: no final chunk came, but an Ollama stream always ends with done.
-    yield ndjson_line(tr.final(kind, name, "stop", Usage(), logprobs=pending))
+    yield ndjson_line(tr.final(kind, name, tr.done_reason("cancelled"), Usage(), logprobs=pending))

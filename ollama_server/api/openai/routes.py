@@ -9,6 +9,7 @@ from flask import jsonify
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors import DEFAULT_STATUS
 from ollama_server.api.errors import from_engine_error
@@ -54,14 +55,16 @@ def _choice_id(response_id: str, index: int) -> str:
 
 
 def _submit(engine_request: GenerateRequest, request_id: str) -> Generation:
-    return services().engine.submit(engine_request, request_id=request_id)
+    generation = services().engine.submit(engine_request, request_id=request_id)
+    client_gone.cancel_when_client_leaves(generation)
+    return generation
 
 
-def _collect_all(engine_requests: list[GenerateRequest], response_id: str) -> list[tuple[Generation, GenerateResult]]:
+def _collect_all(engine_requests: list[GenerateRequest], request_id: str) -> list[tuple[Generation, GenerateResult]]:
     """Run the choices one after another; any error surfaces before a byte is sent."""
     done = []
     for index, engine_request in enumerate(engine_requests):
-        generation = _submit(engine_request, _choice_id(response_id, index))
+        generation = _submit(engine_request, _choice_id(request_id, index))
         done.append((generation, collect(generation.model, generation)))
     return done
 
@@ -99,18 +102,19 @@ def chat_completions():
     body = parse_body(ChatCompletionRequest, request.get_data())
     include_usage = _check_stream_options(body)
     response_id = tr.new_id("chatcmpl")
+    request_id = client_gone.request_id(response_id)
     engine_requests = tr.from_chat_request(body, request.path, services().settings.default_max_tokens)
     created = tr.now()
     if not body.stream:
-        results = [result for _, result in _collect_all(engine_requests, response_id)]
-        return _json(tr.to_chat_completion(results, response_id, created), response_id)
-    started = [_submit(engine_requests[0], response_id)]
-    events = _chat_events(engine_requests, started, response_id, created, include_usage)
-    return _sse(events, started, response_id)
+        results = [result for _, result in _collect_all(engine_requests, request_id)]
+        return _json(tr.to_chat_completion(results, response_id, created), request_id)
+    started = [_submit(engine_requests[0], request_id)]
+    events = _chat_events(engine_requests, started, response_id, request_id, created, include_usage)
+    return _sse(events, started, request_id)
 
 
 def _chat_events(engine_requests: list[GenerateRequest], started: list[Generation], response_id: str,
-                 created: int, include_usage: bool) -> Iterator[str]:
+                 request_id: str, created: int, include_usage: bool) -> Iterator[str]:
     model = started[0].model
     usage = Usage()
 
@@ -123,7 +127,7 @@ def _chat_events(engine_requests: list[GenerateRequest], started: list[Generatio
     try:
         for index, engine_request in enumerate(engine_requests):
             if index:
-                started.append(_submit(engine_request, _choice_id(response_id, index)))
+                started.append(_submit(engine_request, _choice_id(request_id, index)))
             generation = started[index]
             yield event(index, {"role": "assistant", "content": ""})
             for chunk in generation:
@@ -153,18 +157,19 @@ def completions():
     body = parse_body(CompletionRequest, request.get_data())
     include_usage = _check_stream_options(body)
     response_id = tr.new_id("cmpl")
+    request_id = client_gone.request_id(response_id)
     engine_requests = tr.from_completion_request(body, request.path)
     prompt_count = len(engine_requests) // body.n
     created = tr.now()
     if not body.stream:
-        done = _collect_all(engine_requests, response_id)
+        done = _collect_all(engine_requests, request_id)
         echoes = [_echo_text(req, gen) if body.echo else "" for req, (gen, _) in zip(engine_requests, done)]
         payload = tr.to_completion([r for _, r in done], response_id, created, echoes, prompt_count)
-        return _json(payload, response_id)
+        return _json(payload, request_id)
     # Submit the first now so that its errors become a proper status; the rest follow in turn.
-    started = [_submit(engine_requests[0], response_id)]
-    events = _completion_events(engine_requests, started, response_id, created, include_usage, body)
-    return _sse(events, started, response_id)
+    started = [_submit(engine_requests[0], request_id)]
+    events = _completion_events(engine_requests, started, response_id, request_id, created, include_usage, body)
+    return _sse(events, started, request_id)
 
 
 def _echo_text(engine_request: GenerateRequest, generation: Generation) -> str:
@@ -174,13 +179,13 @@ def _echo_text(engine_request: GenerateRequest, generation: Generation) -> str:
 
 
 def _completion_events(engine_requests: list[GenerateRequest], started: list[Generation], response_id: str,
-                       created: int, include_usage: bool, body: CompletionRequest) -> Iterator[str]:
+                       request_id: str, created: int, include_usage: bool, body: CompletionRequest) -> Iterator[str]:
     prompt_tokens = completion_tokens = 0
     model = started[0].model
     try:
         for index, engine_request in enumerate(engine_requests):
             if index:
-                started.append(_submit(engine_request, _choice_id(response_id, index)))
+                started.append(_submit(engine_request, _choice_id(request_id, index)))
             generation = started[index]
             offset = 0
             if body.echo:

@@ -12,6 +12,7 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 
 import ollama_server
+from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
 from ollama_server.api.streaming import sse_event
 from ollama_server.api.tgi import translate as tr
@@ -72,8 +73,10 @@ def _truncated(svc: Services, body: GenerateBody) -> Optional[tuple[int, ...]]:
 def _submit(svc: Services, body: GenerateBody, stream: bool) -> tuple[Generation, str]:
     tr.validate(body, stream)  # before any tokenizing for `truncate`
     engine_request = tr.to_engine_request(body, request.path, stream, _truncated(svc, body))
-    request_id = f"tgi-{uuid.uuid4().hex[:24]}"
-    return svc.engine.submit(engine_request, request_id=request_id), request_id
+    request_id = client_gone.request_id(f"tgi-{uuid.uuid4().hex[:24]}")
+    generation = svc.engine.submit(engine_request, request_id=request_id)
+    client_gone.cancel_when_client_leaves(generation)
+    return generation, request_id
 
 
 def _prefix(body: GenerateBody) -> str:

@@ -1,0 +1,68 @@
+"""Cancel a request's generations as soon as its client hangs up, queued or running, streaming or not.
+
+Also the client's own `X-Request-Id`: a caller that names its request can dismiss it
+(`POST /api/dismiss/<id>`) while it waits, before any response header has been sent.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from flask import Flask
+from flask import Response
+from flask import g
+from flask import request
+
+from ollama_server.api.errors import ApiError
+from ollama_server.engine.generation import Generation
+from ollama_server.services import services
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(generated: str) -> str:
+    """The caller's X-Request-Id when it sent one (validated), else `generated`."""
+    given = request.headers.get("X-Request-Id")
+    if given is None:
+        return generated
+    if not _REQUEST_ID.fullmatch(given):
+        raise ApiError("invalid_request", "X-Request-Id must be 1 to 128 letters, digits or . _ : -",
+                       param="X-Request-Id")
+    return given
+
+
+def _client_socket():
+    # gunicorn and werkzeug both hand the connection to the app; the test client has none.
+    return request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+
+
+def cancel_when_client_leaves(generation: Generation) -> None:
+    """Cancel `generation` (and the others of this request) when the client closes its connection."""
+    watched: Optional[list[Generation]] = g.get("watched_generations")
+    if watched is None:
+        sock = _client_socket()
+        if sock is None:
+            return
+        watched = g.watched_generations = []
+        watch = services().connections
+        g.connection_watch = (watch, watch.watch(sock, lambda: [each.cancel() for each in watched]))
+    watched.append(generation)
+
+
+def init_app(app: Flask) -> None:
+    """Stop watching when the response is closed (a stream's end), or at teardown if no response went out."""
+
+    @app.after_request
+    def unwatch_when_closed(response: Response) -> Response:
+        held = g.pop("connection_watch", None)
+        if held is not None:
+            watch, token = held
+            # The server closes the response before it closes (or reuses) the socket.
+            response.call_on_close(lambda: watch.unwatch(token))
+        return response
+
+    @app.teardown_request
+    def unwatch_on_failure(_exc) -> None:
+        held = g.pop("connection_watch", None)
+        if held is not None:
+            held[0].unwatch(held[1])
