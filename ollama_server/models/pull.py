@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ import requests
 import urllib3
 
 from ollama_server.models import store_writer
+from ollama_server.models.partials import expire_partials
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import PullPlan
 from ollama_server.models.pull_source import hf_digest
@@ -24,8 +26,12 @@ from ollama_server.models.url_safety import PublicOnlyAdapter
 from ollama_server.models.url_safety import UnsafeURL
 from ollama_server.models.url_safety import check_url
 from ollama_server.models.url_safety import refusal_in
+from ollama_server.settings import SETTINGS_BY_NAME
 
+log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
+# The setting's default, for callers that do not pass the configured value.
+DEFAULT_PARTIAL_MAX_AGE = float(SETTINGS_BY_NAME["partial_download_max_age"].default)
 CHUNK = 1 << 16
 PROGRESS_BYTES = 1 << 20
 PROGRESS_SECONDS = 0.2
@@ -219,10 +225,18 @@ def _progress(label: str, digest: Optional[str], total: Optional[int], completed
 
 
 def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: bool = False,
-         on_success: Optional[Callable[[], None]] = None) -> Iterator[dict]:
-    """Progress events of one pull. Anything raised before the first event means nothing was streamed."""
+         on_success: Optional[Callable[[], None]] = None,
+         partial_max_age: float = DEFAULT_PARTIAL_MAX_AGE) -> Iterator[dict]:
+    """Progress events of one pull. Anything raised before the first event means nothing was streamed.
+
+    First, partial downloads of abandoned pulls older than partial_max_age seconds are deleted.
+    """
     blobs = store / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
+    try:
+        expire_partials(blobs, partial_max_age)
+    except OSError:  # housekeeping: it must never fail the pull itself
+        log.exception("expiring partial downloads in %s failed", blobs)
     expected, origin = plan.digest, "request"
     if plan.hf:
         checked(lambda url: check_url(url, allow_private), plan.url)

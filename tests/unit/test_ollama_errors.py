@@ -105,3 +105,31 @@ def test_an_error_mid_stream_is_the_last_ndjson_line(make_app, fake_backend):
         assert lines[-1] == {"error": "request timed out"}
     finally:
         fake_backend.gate.set()
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/generate", {"model": "tiny", "prompt": "x", "stream": False}),
+    ("/api/generate", {"model": "tiny", "prompt": "x"}),
+    ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": False}),
+])
+@pytest.mark.parametrize("num_predict", [-3, -5, -1000])
+def test_it_returns_400_naming_num_predict_for_a_negative_other_than_minus_one_or_two(client, fake_backend, path,
+                                                                                       body, num_predict):
+    """num_predict -5 is refused up front instead of running to the end of the context."""
+    fake_backend.enqueue("x" * 50, end=False)
+    response = client.post(path, json={**body, "options": {"num_predict": num_predict}})
+    assert response.status_code == 400
+    error = response.get_json()
+    assert list(error) == ["error"] and "num_predict" in error["error"]
+    assert fake_backend.history == []  # refused before anything reached the model
+
+
+@pytest.mark.parametrize("num_predict", [-1, -2, 0])
+def test_num_predict_minus_one_minus_two_and_zero_still_run_to_the_end_of_the_context(client, fake_backend,
+                                                                                      num_predict):
+    """Ollama's special values keep their meaning: no limit but the context."""
+    fake_backend.enqueue("x" * 1000, end=False)
+    body = client.post("/api/generate", json={"model": "tiny", "prompt": "hi", "stream": False,
+                                              "options": {"num_predict": num_predict}}).get_json()
+    assert body["done_reason"] == "length"
+    assert body["eval_count"] + body["prompt_eval_count"] >= 255  # the 256-token context, not a small cap

@@ -80,6 +80,13 @@ def test_num_predict_maps_to_max_tokens(num_predict, max_tokens):
     assert request.cap_to_context is True
 
 
+@pytest.mark.parametrize("num_predict", [-3, -5, -100, -2**40, -3.0])
+def test_a_negative_num_predict_other_than_minus_one_or_two_is_a_validation_error(num_predict):
+    """-1 and -2 have a meaning in Ollama; other negatives are refused, naming num_predict."""
+    with pytest.raises(ValidationError, match="num_predict"):
+        gen(prompt="x", options={"num_predict": num_predict})
+
+
 def test_sampling_defaults_are_ollamas():
     sampling = tr.from_generate(gen(prompt="x"), HIDE, "/api/generate").sampling
     assert (sampling.temperature, sampling.top_k, sampling.top_p, sampling.min_p, sampling.repeat_penalty) == \
@@ -204,9 +211,10 @@ def test_metrics_are_integer_nanoseconds():
                                  "eval_duration": 1_500_000_000}
 
 
-@pytest.mark.parametrize("finish,reason", [("stop", "stop"), ("length", "length"), ("cancelled", "stop"),
+@pytest.mark.parametrize("finish,reason", [("stop", "stop"), ("length", "length"), ("cancelled", "cancelled"),
                                            (None, "stop")])
-def test_done_reason(finish, reason):
+def test_done_reason_says_cancelled_for_a_dismissed_request(finish, reason):
+    """A dismissed request is reported as cancelled, not as a natural stop."""
     assert tr.done_reason(finish) == reason
 
 

@@ -211,3 +211,25 @@ def test_a_default_cap_beyond_the_context_is_shortened_not_refused(make_app, fak
     fake_backend.enqueue("ok")
     response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("prompt", [[], [[]], [[1, 2], []]], ids=["no prompts", "one empty token list",
+                                                                  "an empty token list among others"])
+def test_it_returns_400_for_an_empty_prompt_list(client, fake_backend, prompt, stream):
+    """An empty prompt list is vLLM's 400 'please provide at least one prompt', not a 500."""
+    response = client.post("/v1/completions", json={"model": "tiny", "prompt": prompt, "stream": stream})
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["param"] == "prompt"
+    assert "please provide at least one prompt" in error["message"]
+    assert fake_backend.history == []
+
+
+@pytest.mark.parametrize("engine_reason,reason", [("stop", "stop"), ("length", "length"), ("cancelled", "abort"),
+                                                  (None, None)])
+def test_finish_reason_is_vllms_abort_for_a_dismissed_request(engine_reason, reason):
+    """OpenAI has no 'cancelled': a dismissed request gets vLLM's FinishReason.ABORT value, not 'stop'."""
+    from ollama_server.api.openai import translate
+    assert translate.finish_reason(engine_reason) == reason

@@ -124,7 +124,7 @@ def test_top_level_model_and_truncated_tokens_reach_the_engine():
 
 
 @pytest.mark.parametrize("stop_kind,reason", [("eos", "eos_token"), ("stop_sequence", "stop_sequence"),
-                                              ("length", "length"), ("cancelled", "length"), (None, "length")])
+                                              ("length", "length"), ("cancelled", "cancelled"), (None, "length")])
 def test_finish_reasons_use_tgi_names(stop_kind, reason):
     assert tr.finish_reason(stop_kind) == reason
 
@@ -252,3 +252,20 @@ def test_info_has_every_field_tgi_clients_read():
     assert info["router"] == "text-generation-router" and info["model_pipeline_tag"] == "text-generation"
     assert info["sha"] is None and info["docker_label"] is None and info["model_sha"] is None
     assert info["model_dtype"] == "gguf" and info["validation_workers"] == 1 and info["max_client_batch_size"] == 1
+
+
+def test_a_stream_that_ends_without_a_final_chunk_closes_as_cancelled():
+    """The engine ends a request dismissed while queued with no final chunk; TGI's stream still gets its last event."""
+    plan = tr.StreamPlan(details=True, eos_token=lambda: (1, "<eos>"))
+    events = list(tr.stream_payloads([], plan))
+    assert len(events) == 1 and events[0]["token"]["special"] is True
+    assert events[0]["generated_text"] == ""
+    assert events[0]["details"]["finish_reason"] == "cancelled"
+
+
+def test_a_pending_token_is_flushed_as_the_cancelled_end_when_no_final_chunk_comes():
+    """Tokens already sent stay; the last one carries the text and the cancelled details."""
+    events = list(tr.stream_payloads([token_chunk("h"), token_chunk("i")], tr.StreamPlan(details=True)))
+    assert [e["index"] for e in events] == [1, 2]
+    assert events[-1]["generated_text"] == "hi" and events[-1]["details"]["finish_reason"] == "cancelled"
+    assert events[0]["generated_text"] is None

@@ -66,7 +66,8 @@ def pull_model():
         raise _api_error(exc) from None
     svc = services()
     events = pulling.pull(plan, managed_store.root_for(svc.settings.data_dir), svc.settings.allow_private_pull_urls,
-                          insecure=bool(body.insecure), on_success=svc.catalogue.refresh)
+                          insecure=bool(body.insecure), on_success=svc.catalogue.refresh,
+                          partial_max_age=svc.settings.partial_download_max_age)
     try:
         first = next(events)  # connects and checks the source: failures so far get a real status
     except Exception as exc:

@@ -16,6 +16,7 @@ from pydantic import field_validator
 THINK_LEVELS = ("low", "medium", "high", "max")
 ROLES = ("system", "user", "assistant", "tool")
 FOREVER = -1.0  # keep_alive after parsing: negative means "never unload"
+NUM_PREDICT_FILL_CONTEXT = -2  # the lowest num_predict Ollama gives a meaning
 
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -95,6 +96,17 @@ class Options(_Open):
     main_gpu: Optional[Int] = None
     use_mmap: Optional[bool] = None
     num_thread: Optional[Int] = None
+
+    @field_validator("num_predict", mode="after")
+    @classmethod
+    def _num_predict(cls, value: Optional[int]) -> Optional[int]:
+        # Ollama gives -1 (no limit) and -2 (fill the context) a meaning; any other negative is a typo,
+        # not "run to the end of the context". 0 stays "no limit", as in Ollama (only a positive
+        # num_predict is a limit there).
+        if value is not None and value < NUM_PREDICT_FILL_CONTEXT:
+            raise ValueError(f"num_predict must be -1 (no limit), -2 (fill the context), 0 or a positive "
+                             f"number of tokens, not {value}")
+        return value
 
 
 IGNORED_OPTIONS = ("num_keep", "typical_p", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "use_mmap",

@@ -70,11 +70,14 @@ def sampling(options: Optional[Options], json_schema: Optional[dict], parameters
     if options is not None:
         values.update({key: getattr(options, key) for key in OLLAMA_SAMPLING if getattr(options, key) is not None})
         seed = options.seed if options.seed is not None and options.seed >= 0 else None
-    return SamplingParams(seed=seed, json_schema=json_schema, **values)
+    return SamplingParams(seed=seed, json_schema=json_schema, schema_field="format", **values)
 
 
 def max_tokens(options: Optional[Options]) -> Optional[int]:
-    """num_predict: positive is a limit; -1, -2, 0 or absent run to the end of the context."""
+    """num_predict: positive is a limit; -1, -2, 0 or absent run to the end of the context.
+
+    Other negatives never get here: the schema refuses them (Options.num_predict).
+    """
     if options is None or options.num_predict is None or options.num_predict <= 0:
         return None
     return options.num_predict
@@ -181,8 +184,13 @@ def metrics(usage: Usage) -> dict:
     }
 
 
+CANCELLED = "cancelled"
+
+
 def done_reason(finish_reason: Optional[str]) -> str:
-    """Engine finish reason -> Ollama's done_reason (a cancelled request is simply over)."""
+    """Engine finish reason -> Ollama's done_reason: 'length', 'stop', or 'cancelled' for a dismissed request."""
+    if finish_reason == "cancelled":
+        return CANCELLED
     return "length" if finish_reason == "length" else "stop"
 
 

@@ -9,6 +9,7 @@ from typing import Union
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import field_validator
 
 
 class _Open(BaseModel):
@@ -80,11 +81,20 @@ PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
 class CompletionRequest(_Sampling):
-    prompt: Union[str, Annotated[list[str], Field(min_length=1)], PromptTokens, list[PromptTokens]]
+    prompt: Union[str, Annotated[list[str], Field(min_length=1)], PromptTokens,
+                  Annotated[list[PromptTokens], Field(min_length=1)]]
     max_tokens: Optional[Annotated[int, Field(ge=1)]] = 16
     echo: bool = False
     logprobs: Optional[Annotated[int, Field(ge=0, le=20)]] = None
     suffix: Optional[str] = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _some_prompt(cls, value):
+        # vLLM's wording and check (parse_and_batch_prompt), before the union's four confusing errors.
+        if isinstance(value, list) and (not value or any(isinstance(p, list) and not p for p in value)):
+            raise ValueError("please provide at least one prompt")
+        return value
 
 
 class TokenizeRequest(_Open):

@@ -116,6 +116,9 @@ def from_completion_request(body: CompletionRequest, endpoint: str) -> list[Gene
         prompts = [tuple(prompt)]
     else:
         prompts = [p if isinstance(p, str) else tuple(p) for p in prompt]
+    if not prompts or any(not isinstance(p, str) and not p for p in prompts):
+        # The schema refuses these already; without a prompt the routes would index an empty list.
+        raise ApiError("invalid_request", "please provide at least one prompt", param="prompt")
     requests = []
     for p in prompts:
         for choice in range(body.n):
@@ -156,10 +159,16 @@ def completion_logprobs(entries: tuple[TokenLogprob, ...], start_offset: int = 0
             "tokens": [e.text for e in entries], "top_logprobs": [{t: lp for _, t, lp in e.top} for e in entries]}
 
 
+# vLLM's FinishReason.ABORT: OpenAI has no value for a request dismissed before its natural end.
+ABORTED = "abort"
+
+
 def finish_reason(reason: Optional[str]) -> Optional[str]:
-    """OpenAI has no 'cancelled'; a cancelled request is over, so it reports 'stop'."""
+    """Engine finish reason -> OpenAI's: 'length', 'stop', or vLLM's 'abort' for a dismissed request."""
     if reason is None:
         return None
+    if reason == "cancelled":
+        return ABORTED
     return "length" if reason == "length" else "stop"
 
 

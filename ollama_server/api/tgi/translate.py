@@ -27,7 +27,11 @@ DEFAULT_MAX_NEW_TOKENS = 100
 MAX_STOP_SEQUENCES = 4
 MAX_BEST_OF = 1
 MAX_TOP_N_TOKENS = 5
-FINISH_REASONS = {"eos": "eos_token", "stop_sequence": "stop_sequence", "length": "length"}
+# TGI's own three, plus "cancelled" for a dismissed request: TGI has no such value, but
+# huggingface_hub's InferenceClient does not check the Literal when it parses (tests pin that),
+# and calling a dismissed reply "length" or "eos_token" would tell the client it ended naturally.
+CANCELLED = "cancelled"
+FINISH_REASONS = {"eos": "eos_token", "stop_sequence": "stop_sequence", "length": "length", "cancelled": CANCELLED}
 
 
 def _invalid(message: str, param: str) -> ApiError:
@@ -105,7 +109,7 @@ def sampling_from(p: Parameters) -> SamplingParams:
     """Engine sampling for TGI parameters; unset knobs are TGI's neutral values (typical_p is ignored)."""
     seed = None if p.seed is None else p.seed % 2**32  # llama.cpp seeds are 32-bit; TGI's are u64
     common = dict(repeat_penalty=p.repetition_penalty or 1.0, frequency_penalty=p.frequency_penalty or 0.0,
-                  seed=seed, json_schema=json_schema_of(p))
+                  seed=seed, json_schema=json_schema_of(p), schema_field="grammar")
     if not sampling_active(p):
         return SamplingParams(temperature=0.0, **common)
     return SamplingParams(temperature=1.0 if p.temperature is None else p.temperature,
@@ -223,8 +227,15 @@ def stream_payloads(chunks: Iterable[Chunk], plan: StreamPlan) -> Iterator[dict]
             yield pending
         yield error_body(exc.message, error_status(exc.kind)[1])
         return
-    if pending is not None:
-        yield pending
+    # No final chunk: the engine ends a generation that way only when it was dismissed before it
+    # started. TGI's stream still ends with generated_text, so close it as a cancelled one.
+    if pending is None:
+        eos_id, eos_text = plan.eos_token()
+        pending = stream_event(1, token_json(eos_id, eos_text, 0.0, special=True), [], plan)
+    pending["generated_text"] = plan.prefix + "".join(texts)
+    if plan.details:
+        pending["details"] = stream_details(Chunk(finish_reason=CANCELLED, stop_kind=CANCELLED), plan)
+    yield pending
 
 
 def generate_response(result: GenerateResult, p: Parameters, prefix: str,
