@@ -27,6 +27,9 @@ class FileServer:
     def __init__(self, data: bytes):
         self.data, self.etag = data, '"v1"'
         self.drop_after = None  # bytes of the body sent before the connection is cut
+        self.stall_after = None  # bytes of the body sent before the server waits for `release`
+        self.release = threading.Event()
+        self.stalled = threading.Event()  # set once a body has stalled at stall_after
         self.requests: list[tuple[str, dict]] = []
         owner = self
 
@@ -72,6 +75,12 @@ class FileServer:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
+                if owner.stall_after is not None and status in (200, 206):
+                    self.wfile.write(body[:owner.stall_after])
+                    self.wfile.flush()
+                    owner.stalled.set()
+                    owner.release.wait(120)
+                    body = body[owner.stall_after:]
                 if owner.drop_after is not None and status in (200, 206):
                     self.wfile.write(body[:owner.drop_after])
                     self.wfile.flush()
