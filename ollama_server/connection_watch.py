@@ -46,10 +46,9 @@ class ConnectionWatch:
             self._start()
             token = next(self._tokens)
             try:
-                if fd in self._by_fd:
-                    self._epoll.modify(fd, _HANGUP)
-                else:
-                    self._epoll.register(fd, _HANGUP)
+                self._epoll.register(fd, _HANGUP)
+            except FileExistsError:  # a socket of the same number still registered: take its place
+                self._epoll.modify(fd, _HANGUP)
             except OSError:
                 return None
             self._by_fd[fd] = (token, on_hangup)
