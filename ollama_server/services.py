@@ -20,17 +20,18 @@ from ollama_server.models import managed_store
 from ollama_server.models.active import ActiveModel
 from ollama_server.models.catalogue import Catalogue
 from ollama_server.models.catalogue import ModelSpec
-from ollama_server.models.catalogue import scan_directory
 from ollama_server.models.catalogue import spec_for_file
 from ollama_server.models.default_model import DEFAULT_MODEL_NAME
 from ollama_server.models.default_model import ensure_default_model
 from ollama_server.models.ollama_store import scan_store
 from ollama_server.models.partials import expire_partials
 from ollama_server.models.registered import RegisteredModels
+from ollama_server.models.sources import ConfiguredSources
 from ollama_server.settings import Settings
 
 EXTENSION_KEY = "ollama_server"
 PARTIAL_EXPIRY_INTERVAL_S = 300.0  # how often the background loop looks for abandoned partial downloads
+WARM_UP_ATTEMPTS = 3  # default candidates warm-up tries before it gives up (each failed load costs time)
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +47,8 @@ class Services:
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
     warm_error: Optional[str] = None
+    warm_failures: dict = field(default_factory=dict)  # model name -> load error, of candidates warm-up passed over
+    sources: Optional[ConfiguredSources] = None  # models_dir and manifests_dir, for /health
     _started: bool = field(default=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -85,11 +88,28 @@ class Services:
         return now + PARTIAL_EXPIRY_INTERVAL_S
 
     def _warm_up(self) -> None:
+        """Load the default model; when a load fails, the next default candidate, up to WARM_UP_ATTEMPTS."""
+        errors: list[str] = []
         try:
-            self.engine.load(None)
-        except Exception as exc:  # the server stays up, reports it on /health and per request
-            log.warning("warm-up load failed: %s", exc)
-            self.warm_error = str(exc)
+            for _ in range(WARM_UP_ATTEMPTS):
+                try:
+                    spec = self.engine.resolve(None)  # passes over models that failed to load
+                except Exception as exc:
+                    errors.append(str(exc))
+                    break
+                if spec.name in self.warm_failures:
+                    break  # every candidate has failed
+                try:
+                    self.engine.load(spec.name)
+                except Exception as exc:  # the server stays up, reports it on /health and per request
+                    log.warning("warm-up load of %s failed: %s", spec.name, exc)
+                    self.warm_failures[spec.name] = str(exc)
+                    errors.append(str(exc))
+                    continue
+                if errors:
+                    log.warning("warm-up: %s is the default model instead", spec.name)
+                return
+            self.warm_error = "; ".join(errors) or "no model could be loaded"
         finally:
             self.warming = False
 
@@ -100,12 +120,12 @@ class Services:
         self.engine.close()
 
 
-def model_sources(settings: Settings, registered: Optional[RegisteredModels] = None) -> list:
-    """Catalogue sources in priority order: model directories, the external Ollama store (read-only),
-    the managed store, models registered through the API."""
-    sources = [lambda d=d: scan_directory(d) for d in settings.models_dir]
-    if settings.manifests_dir:
-        sources.append(lambda: scan_store(settings.manifests_dir, "ollama"))
+def model_sources(settings: Settings, registered: Optional[RegisteredModels] = None,
+                  configured: Optional[ConfiguredSources] = None) -> list:
+    """Catalogue sources in priority order: model directories and the external Ollama store (read-only;
+    see models/sources.py for the spellings accepted), the managed store, models registered through the API."""
+    configured = configured or ConfiguredSources(settings.models_dir, settings.manifests_dir)
+    sources = [configured.scan]
     sources.append(lambda: scan_store(managed_store.root_for(settings.data_dir), "store"))
     if registered is not None:
         sources.append(registered.specs)
@@ -125,13 +145,17 @@ def build_services(settings: Settings, backend: Optional[Backend] = None) -> Ser
         backend = LlamaBackend()
     registered = RegisteredModels(Path(settings.data_dir) / "registered.json")
     active = ActiveModel(Path(settings.data_dir) / "active.json")
-    catalogue = Catalogue(model_sources(settings, registered), fallback=lambda: embedded_default(settings),
-                          active=active.get)
+    configured = ConfiguredSources(settings.models_dir, settings.manifests_dir)
+    # A model whose GGUF inspection failed is not chosen as the default (with inspection off, none is known to).
+    usable = (lambda spec: not inspect.inspect(spec.path).error) if settings.enable_model_inspection else None
+    catalogue = Catalogue(model_sources(settings, registered, configured),
+                          fallback=lambda: embedded_default(settings), active=active.get, usable=usable)
     catalogue.refresh()
     # With inspection off nothing reads GGUF headers: the context is default_context_size as configured.
     trained_context = inspect.trained_context if settings.enable_model_inspection else (lambda path: None)
     engine = Engine(catalogue, backend, settings, trained_context=trained_context)
-    return Services(settings=settings, catalogue=catalogue, engine=engine, registered=registered, active=active)
+    return Services(settings=settings, catalogue=catalogue, engine=engine, registered=registered, active=active,
+                    sources=configured)
 
 
 def init_app(app: Flask, built: Services) -> None:

@@ -137,7 +137,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("models_dir", (), _parse_paths, "Directories scanned for .gguf files (list)."),
-    Setting("manifests_dir", "", _path, "Root of an Ollama model store (holds manifests/ and blobs/), read in place."),
+    Setting("manifests_dir", "", _path,
+            "An Ollama model store read in place: its manifests/ folder, or the root holding manifests/ and blobs/."),
     Setting("default_context_size", 4096, _at_least(16, _parse_int),
             "Context window per request when none is asked for; capped by the model's trained context."),
     Setting("tensor_split", (), _parse_floats, "Share of the model per GPU, e.g. 3,1 (empty: llama.cpp decides)."),

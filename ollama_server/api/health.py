@@ -7,23 +7,44 @@ from datetime import timezone
 from flask import Blueprint
 from flask import jsonify
 
+from ollama_server.models import inspect
+from ollama_server.services import Services
 from ollama_server.services import services
 
 bp = Blueprint("health", __name__)
 
 
+def broken_models(svc: Services, loaded: set[str]) -> list[dict]:
+    """Models that cannot be served: GGUF inspection failed (when inspection is on), or warm-up could not load
+    them (until they are loaded after all)."""
+    found: dict[str, dict] = {}
+    for spec in svc.catalogue.all():
+        error = inspect.inspect(spec.path).error if svc.settings.enable_model_inspection else ""
+        if not error and spec.name in svc.warm_failures and spec.name not in loaded:
+            error = svc.warm_failures[spec.name]
+        if error:
+            found[spec.name] = {"name": spec.name, "path": spec.path, "error": error}
+    return list(found.values())
+
+
 @bp.get("/health")
 def health():
-    """Readiness: 200 when requests can be served now, 503 while loading or shutting down."""
+    """Readiness: 200 when requests can be served now (`ok`, or `degraded` when some models or configured
+    model paths are broken), 503 while loading, when no model could be loaded, or while shutting down."""
     svc = services()
     snapshot = svc.engine.snapshot()
     loading = svc.warming or bool(snapshot["loading"])
+    broken = broken_models(svc, {m["name"] for m in snapshot["models"]})
+    paths = svc.sources.report() if svc.sources is not None else []
+    bad_paths = [entry for entry in paths if entry["status"] != "ok"]
     if snapshot["closing"]:
         status = "shutting_down"
     elif loading:
         status = "loading"
     elif svc.warm_error and not snapshot["models"]:
         status = "error"
+    elif broken or bad_paths:
+        status = "degraded"
     else:
         status = "ok"
     body = {
@@ -33,10 +54,15 @@ def health():
             "executor": {"status": "stopping" if snapshot["closing"] else "running",
                          "running": snapshot["running"], "waiting": snapshot["waiting"],
                          "loading": snapshot["loading"]},
-            "models": {"count": len(svc.catalogue.all()), "loaded": [m["name"] for m in snapshot["models"]]},
+            "models": {"count": len(svc.catalogue.all()), "loaded": [m["name"] for m in snapshot["models"]],
+                       "broken": broken},
+            "model_sources": {"status": "error" if bad_paths else "ok", "paths": paths},
         },
         "active_requests": snapshot["running"] + snapshot["waiting"],
     }
+    if status == "degraded":
+        body["problems"] = ([f"model {m['name']} is broken: {m['error']}" for m in broken]
+                            + [f"{p['setting']} {p['path']} {p['error']}" for p in bad_paths])
     if status == "error":
         body["error"] = svc.warm_error
-    return jsonify(body), (200 if status == "ok" else 503)
+    return jsonify(body), (200 if status in ("ok", "degraded") else 503)

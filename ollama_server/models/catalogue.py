@@ -10,6 +10,7 @@ from datetime import datetime
 from datetime import timezone
 from pathlib import Path
 from typing import Callable
+from typing import Iterator
 from typing import Optional
 
 from ollama_server.models import names
@@ -78,10 +79,12 @@ class Catalogue:
 
     def __init__(self, sources: list[Callable[[], list[ModelSpec]]],
                  fallback: Optional[Callable[[], list[ModelSpec]]] = None,
-                 active: Optional[Callable[[], Optional[str]]] = None):
+                 active: Optional[Callable[[], Optional[str]]] = None,
+                 usable: Optional[Callable[[ModelSpec], bool]] = None):
         self._sources = sources
         self._fallback = fallback
         self._active = active
+        self._usable = usable  # False for a model known to be broken (its GGUF inspection failed)
         self._lock = threading.Lock()
         self._specs: dict[str, ModelSpec] = {}
         self._refreshed_at = 0.0
@@ -126,16 +129,34 @@ class Catalogue:
             specs = list(self._specs.values())
         return min(specs, key=lambda spec: (spec.size_bytes, spec.name), default=None)
 
-    def default(self) -> Optional[ModelSpec]:
-        """The answer when a request names no model: the active model if set and present, else the smallest."""
+    def candidates(self) -> Iterator[ModelSpec]:
+        """Models for a request that names none, best first: the active model if set and present, then the
+        rest from the smallest. A model that is not `usable` (its inspection failed) is left out, unless no
+        model is usable: then all come, in the same order, so that the load error is what gets reported."""
+        with self._lock:
+            specs = sorted(self._specs.values(), key=lambda spec: (spec.size_bytes, spec.name))
         name = self._active() if self._active is not None else None
-        if name:
-            with self._lock:
-                spec = self._specs.get(name)
-            if spec is not None:
-                return spec
-        return self.smallest()
+        ordered = sorted(specs, key=lambda spec: spec.name != name) if name else specs  # stable: sizes kept
+        any_usable = False
+        for spec in ordered:
+            if self._is_usable(spec):
+                any_usable = True
+                yield spec
+        if not any_usable:
+            yield from ordered
 
+    def _is_usable(self, spec: ModelSpec) -> bool:
+        if self._usable is None:
+            return True
+        try:
+            return bool(self._usable(spec))
+        except Exception:  # a failing check must not hide a model
+            log.exception("checking model %s failed", spec.name)
+            return True
+
+    def default(self) -> Optional[ModelSpec]:
+        """The answer when a request names no model: the first of candidates(), or None when there is none."""
+        return next(self.candidates(), None)
 
 def _safely(source: Callable[[], list[ModelSpec]]) -> list[ModelSpec]:
     # One broken source (an unreadable directory, a bad store) must not empty the whole listing.

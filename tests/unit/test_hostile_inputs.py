@@ -308,8 +308,8 @@ def test_health_stays_open_with_an_api_key(keyed, method):
     """Probes and load balancers need /health without the key."""
     response = keyed.open("/health", method=method)
     assert response.status_code == 200
-    if method == "GET":
-        assert response.get_json()["status"] == "ok"
+    if method == "GET":  # degraded: make_app's placeholder model files are not readable GGUFs
+        assert response.get_json()["status"] in ("ok", "degraded")
 
 
 def test_the_services_under_test_have_the_key_set(keyed):

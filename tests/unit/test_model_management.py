@@ -121,7 +121,7 @@ def test_registry_listing_shows_source_path_size_and_inspection(client, env):
     assert models["managed:latest"]["inspection"]["block_count"] == 3
     assert models["ext:latest"]["inspection"]["capabilities"] == ["completion", "thinking", "tools"]
     assert "error" in models["broken:latest"]["inspection"]
-    assert body["active"] == "broken:latest"  # the smallest file when none is set
+    assert body["active"] == "dir-model:latest"  # the smallest file when none is set, never a broken one
 
 
 # --- delete ------------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_register_refuses_a_file_that_is_not_gguf(client, env):
 
 
 def test_set_active_is_persisted_and_reported(client, env):
-    assert client.get("/models/active").get_json() == {"active": "broken:latest", "chosen": None}
+    assert client.get("/models/active").get_json() == {"active": "dir-model:latest", "chosen": None}
     response = client.post("/models/set_active", json={"model": "ext"})
     assert response.status_code == 200 and response.get_json() == {"active": "ext:latest"}
     assert client.get("/models/active").get_json() == {"active": "ext:latest", "chosen": "ext:latest"}

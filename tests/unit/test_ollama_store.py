@@ -218,3 +218,17 @@ def test_the_default_model_is_the_active_one_when_set_else_the_smallest(tmp_path
     assert catalogue.default().name == "large:latest"
     active["name"] = "deleted:latest"
     assert catalogue.default().name == "small:latest"
+
+
+def test_an_unusable_model_is_a_default_candidate_only_when_no_model_is_usable(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "small.gguf").write_bytes(b"x" * 10)
+    (models / "large.gguf").write_bytes(b"x" * 100)
+    broken = {"small:latest"}
+    catalogue = Catalogue([lambda: scan_directory(str(models))], usable=lambda spec: spec.name not in broken)
+    catalogue.refresh()
+    assert [spec.name for spec in catalogue.candidates()] == ["large:latest"]
+    assert catalogue.default().name == "large:latest"
+    broken.add("large:latest")
+    assert [spec.name for spec in catalogue.candidates()] == ["small:latest", "large:latest"]
