@@ -13,6 +13,7 @@ from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
+from ollama_server.engine.records import RequestLog
 from ollama_server.engine.runner import ModelRunner
 from ollama_server.engine.schema_limits import SchemaLimits
 from ollama_server.engine.schema_limits import check_grammar_size
@@ -51,6 +52,7 @@ class Engine:
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
         self._loading: set[str] = set()
         self.requests = RequestBook(keep_finished=256)  # for /api/progress and /api/dismiss
+        self.records = RequestLog()  # one record per request that ended, for metrics and alerts
         self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
         self._closing = False
         self.schema_limits = SchemaLimits(settings.max_schema_depth, settings.max_schema_repetition,
@@ -58,19 +60,37 @@ class Engine:
 
     # --- requests -----------------------------------------------------------------------------
     def resolve(self, model: Optional[str]) -> ModelSpec:
-        """The spec for a model name; no name means the active model if one is set, else the smallest."""
+        """The spec for a model name; no name means the catalogue's first default candidate (the active model
+        if one is set, else the smallest, never one whose inspection failed while another is usable) that
+        has not failed to load; when every candidate has, the first (its load error is the answer)."""
         if model is None or model == "":
-            spec = self.catalogue.default()
-            if spec is None:
+            first = None
+            for spec in self.catalogue.candidates():
+                if spec.name not in self._failed_loads:
+                    return spec
+                first = first or spec
+            if first is None:
                 raise ModelNotFoundError("(none available)")
-            return spec
+            return first
         spec = self.catalogue.get(model)
         if spec is None:
             raise ModelNotFoundError(model)
         return spec
 
     def submit(self, request: GenerateRequest, request_id: str | None = None) -> Generation:
-        """Validate, tokenize and queue a request; errors are raised here, before any output."""
+        """Validate, tokenize and queue a request; errors are raised here, before any output.
+        Every request leaves one record: rejected here, or done / failed / cancelled when it ends."""
+        started = time.monotonic()
+        try:
+            return self._submit(request, request_id)
+        except EngineError as exc:
+            self.records.append(request_id=request_id or "", dialect=request.dialect, endpoint=request.endpoint,
+                                model=request.model or "", outcome="rejected", error_kind=exc.kind,
+                                finish_reason=None, prompt_tokens=0, completion_tokens=0, cached_tokens=0,
+                                queue_s=None, ttft_s=None, duration_s=time.monotonic() - started)
+            raise
+
+    def _submit(self, request: GenerateRequest, request_id: str | None) -> Generation:
         if self._closing:
             raise UnavailableError("server is shutting down")
         submitted = time.monotonic()
@@ -88,12 +108,28 @@ class Engine:
         generation.load_s = load_s
         generation.grammar = grammar
         self.requests.add(generation)  # first: a live request of the same id is refused before queueing
+        generation.on_end = self._record_end  # before enqueue: a quick generation may end at once
         try:
             runner.enqueue(generation)
         except EngineError as exc:
-            generation.fail(exc)  # recorded as failed, never left looking queued
+            generation.on_end = None  # not an ending: submit() records the rejection
+            generation.fail(exc)  # never left looking queued
             raise
         return generation
+
+    def _record_end(self, generation: Generation) -> None:
+        """The record of a generation the engine has let go of."""
+        usage = generation.usage
+        request = generation.request
+        elapsed = time.monotonic() - generation.submitted_at
+        ttft = usage.queue_s + usage.prompt_eval_s if usage and usage.completion_tokens else None
+        self.records.append(
+            request_id=generation.id, dialect=request.dialect, endpoint=request.endpoint, model=generation.model,
+            outcome=generation.state, error_kind=generation.error.kind if generation.error else None,
+            finish_reason=generation.finish_reason, prompt_tokens=len(generation.prompt_tokens),
+            completion_tokens=generation.generated, cached_tokens=usage.cached_tokens if usage else 0,
+            queue_s=usage.queue_s if usage else None, ttft_s=ttft,
+            duration_s=usage.total_s if usage else elapsed)
 
     def grammar_for(self, sampling: SamplingParams) -> Optional[str]:
         """The checked GBNF grammar for a request's JSON schema (None without one); InvalidRequestError when

@@ -5,6 +5,7 @@ import itertools
 import queue
 import threading
 import time
+from typing import Callable
 from typing import Iterator
 from typing import Optional
 
@@ -12,6 +13,7 @@ from ollama_server.engine.types import Chunk
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import RequestTimeoutError
+from ollama_server.engine.types import Usage
 
 _ids = itertools.count(1)
 
@@ -34,6 +36,10 @@ class Generation:
         self.load_s = 0.0
         self.grammar: Optional[str] = None  # GBNF compiled from the request's schema, checked at submit
         self.state = "queued"  # queued | running | done | cancelled | failed
+        self.usage: Optional[Usage] = None            # from the final chunk
+        self.finish_reason: Optional[str] = None      # from the final chunk
+        self.error: Optional[EngineError] = None      # why it failed
+        self.on_end: Optional[Callable[["Generation"], None]] = None  # called once when the engine lets go
         self._chunks: "queue.Queue[Chunk | EngineError | None]" = queue.Queue()
         self._cancelled = threading.Event()
         self._finished = threading.Event()
@@ -69,10 +75,14 @@ class Generation:
 
     # --- engine side --------------------------------------------------------------------------
     def put(self, chunk: Chunk) -> None:
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+            self.usage = chunk.usage
         self._chunks.put(chunk)
 
     def fail(self, error: EngineError) -> None:
         self.state = "failed"
+        self.error = error
         self._chunks.put(error)
         self._end()
 
@@ -82,7 +92,11 @@ class Generation:
         self._end()
 
     def _end(self) -> None:
+        if self._finished.is_set():
+            return
         self._finished.set()
+        if self.on_end is not None:
+            self.on_end(self)
 
     def progress(self) -> dict:
         """What a progress endpoint shows about this request."""

@@ -53,8 +53,3 @@ class PlacementOverrides:
         """Forget a model's placement; True if there was one."""
         with self._lock:
             return self._by_model.pop(model_name, None) is not None
-
-    def all(self) -> dict[str, Placement]:
-        """Every stored placement by model name."""
-        with self._lock:
-            return dict(self._by_model)

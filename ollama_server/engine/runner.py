@@ -41,7 +41,6 @@ class ModelRunner:
         self._waiting: collections.deque[Generation] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self.steps = 0
         self._thread = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -191,7 +190,6 @@ class ModelRunner:
         if not entries:
             return
         rows = self.model.decode(entries)
-        self.steps += 1
         for entry, slot in zip(entries, owners):
             slot.fed(entry.tokens)
         for row, slot in zip(rows, owners):
