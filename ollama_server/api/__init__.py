@@ -6,10 +6,10 @@ from flask import Flask
 
 def register_api(app: Flask) -> None:
     """Register every dialect's blueprint and the app-wide HTTP concerns."""
-    from ollama_server.api import app_errors
     from ollama_server.api import auth
     from ollama_server.api import browser_guard
     from ollama_server.api import client_gone
+    from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
     from ollama_server.api.ollama.manage import bp as ollama_manage_bp
     from ollama_server.api.ollama.pull import bp as ollama_pull_bp
@@ -24,7 +24,7 @@ def register_api(app: Flask) -> None:
     browser_guard.init_app(app)
     auth.init_app(app)
     browser_guard.init_content_type_check(app)
-    app_errors.init_app(app)
+    errors.init_app(app)
     client_gone.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(openai_bp)

@@ -13,7 +13,7 @@ from flask import Response
 from flask import g
 from flask import request
 
-from ollama_server.api.app_errors import error_response
+from ollama_server.api.errors.handlers import error_response
 from ollama_server.services import services
 
 # Names that only ever resolve to this machine or the local network; a rebinding attacker cannot own them.

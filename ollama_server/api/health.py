@@ -7,11 +7,14 @@ from datetime import timezone
 from flask import Blueprint
 from flask import jsonify
 
+from ollama_server.api.errors.dialects import PLAIN
+from ollama_server.api.errors.handlers import install
 from ollama_server.models import inspect
 from ollama_server.services import Services
 from ollama_server.services import services
 
 bp = Blueprint("health", __name__)
+install(bp, PLAIN)
 
 
 def broken_models(svc: Services, loaded: set[str]) -> list[dict]:
@@ -33,15 +36,15 @@ def health():
     model paths are broken), 503 while loading, when no model could be loaded, or while shutting down."""
     svc = services()
     snapshot = svc.engine.snapshot()
-    loading = svc.warming or bool(snapshot["loading"])
-    broken = broken_models(svc, {m["name"] for m in snapshot["models"]})
+    loading = svc.warming or bool(snapshot.loading)
+    broken = broken_models(svc, {m.name for m in snapshot.models})
     paths = svc.sources.report() if svc.sources is not None else []
     bad_paths = [entry for entry in paths if entry["status"] != "ok"]
-    if snapshot["closing"]:
+    if snapshot.closing:
         status = "shutting_down"
     elif loading:
         status = "loading"
-    elif svc.warm_error and not snapshot["models"]:
+    elif svc.warm_error and not snapshot.models:
         status = "error"
     elif broken or bad_paths:
         status = "degraded"
@@ -51,14 +54,14 @@ def health():
         "status": status,
         "timestamp": datetime.now(timezone.utc).isoformat(),
         "components": {
-            "executor": {"status": "stopping" if snapshot["closing"] else "running",
-                         "running": snapshot["running"], "waiting": snapshot["waiting"],
-                         "loading": snapshot["loading"]},
-            "models": {"count": len(svc.catalogue.all()), "loaded": [m["name"] for m in snapshot["models"]],
+            "executor": {"status": "stopping" if snapshot.closing else "running",
+                         "running": snapshot.running, "waiting": snapshot.waiting,
+                         "loading": list(snapshot.loading)},
+            "models": {"count": len(svc.catalogue.all()), "loaded": [m.name for m in snapshot.models],
                        "broken": broken},
             "model_sources": {"status": "error" if bad_paths else "ok", "paths": paths},
         },
-        "active_requests": snapshot["running"] + snapshot["waiting"],
+        "active_requests": snapshot.running + snapshot.waiting,
     }
     if status == "degraded":
         body["problems"] = ([f"model {m['name']} is broken: {m['error']}" for m in broken]

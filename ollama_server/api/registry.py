@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import register_plain_errors
+from ollama_server.api.errors.dialects import PLAIN
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.validation import parse_body
 from ollama_server.models import inspect
 from ollama_server.models import names
@@ -20,6 +21,7 @@ from ollama_server.models.registered import RegistrationError
 from ollama_server.services import services
 
 bp = Blueprint("registry", __name__)
+install(bp, PLAIN)
 
 
 class RegisterBody(BaseModel):
@@ -38,9 +40,6 @@ class ActiveBody(BaseModel):
 
     model: Optional[str] = None
     name: Optional[str] = None
-
-
-register_plain_errors(bp)
 
 
 def _name(value: Any, param: str) -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import jsonify
 
+from ollama_server.api.errors.dialects import PLAIN
+from ollama_server.api.errors.handlers import install
 from ollama_server.services import services
 
 bp = Blueprint("requests", __name__)
+install(bp, PLAIN)
 
 
 @bp.get("/api/progress/<request_id>")

@@ -11,7 +11,8 @@ from flask import jsonify
 from flask import request
 
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import register_plain_errors
+from ollama_server.api.errors.dialects import PLAIN
+from ollama_server.api.errors.handlers import install
 from ollama_server.engine import planner
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.models.catalogue import ModelSpec
@@ -22,11 +23,9 @@ from ollama_server.monitoring.gpu import GpuSample
 from ollama_server.services import services
 
 bp = Blueprint("weight_distribution", __name__)
+install(bp, PLAIN)
 ROUTE = "/api/dashboard/weight-distribution"
 GPU_KEY = "ollama_server_gpu"                # app.extensions: the GpuReader (tests inject one with a fake NVML)
-
-
-register_plain_errors(bp)
 
 
 def gpu_reader() -> GpuReader:

@@ -119,7 +119,7 @@ def test_least_recently_used_model_is_unloaded_beyond_the_limit(make_app, fake_b
         engine = services().engine
         collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a")))
         collect("big", engine.submit(GenerateRequest(model="big", prompt="a")))
-        assert [m["name"] for m in engine.snapshot()["models"]] == ["big:latest"]
+        assert [m.name for m in engine.snapshot().models] == ["big:latest"]
         assert fake_backend.loaded[0].closed
 
 
@@ -171,10 +171,10 @@ def test_a_failed_load_is_retried_after_the_cooldown(make_app, fake_backend):
 
 def test_a_larger_num_ctx_reloads_an_idle_model_up_to_the_trained_context(engine, fake_backend):
     collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a")))
-    assert engine.snapshot()["models"][0]["context_length"] == 256
+    assert engine.snapshot().models[0].context_length == 256
     collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a", num_ctx=1024)))
     # the placeholder file has no GGUF header, so the trained context is unknown: the default caps it
-    assert engine.snapshot()["models"][0]["context_length"] == 256
+    assert engine.snapshot().models[0].context_length == 256
     assert len(fake_backend.loaded) == 1
 
 
@@ -182,10 +182,10 @@ def test_num_ctx_reload_uses_min_of_request_and_trained(make_app, fake_backend):
     app = make_app()
     with app.app_context():
         engine = services().engine
-        engine._trained_context = lambda path: 2048
+        engine.pool._trained_context = lambda path: 2048
         collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a")))
         collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a", num_ctx=1024)))
-        assert engine.snapshot()["models"][0]["context_length"] == 1024
+        assert engine.snapshot().models[0].context_length == 1024
         collect("tiny", engine.submit(GenerateRequest(model="tiny", prompt="a", num_ctx=99999)))
-        assert engine.snapshot()["models"][0]["context_length"] == 2048
+        assert engine.snapshot().models[0].context_length == 2048
         assert [m.closed for m in fake_backend.loaded] == [True, True, False]

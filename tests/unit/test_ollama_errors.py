@@ -84,7 +84,7 @@ def test_it_returns_503_when_queue_full(make_app, fake_backend):
     holder.start()
     try:
         for _ in range(100):
-            if engine_of(client).snapshot()["running"]:
+            if engine_of(client).snapshot().running:
                 break
             time.sleep(0.02)
         response = client.post("/api/chat", json={"model": "tiny", "messages": [{"role": "user", "content": "b"}]})

@@ -148,7 +148,7 @@ def test_a_full_queue_is_429_with_retry_after(make_app, fake_backend):
     holder.start()
     try:
         for _ in range(100):
-            if client.application.extensions[EXTENSION_KEY].engine.snapshot()["running"]:
+            if client.application.extensions[EXTENSION_KEY].engine.snapshot().running:
                 break
             time.sleep(0.02)
         response = client.post("/v1/completions", json={"prompt": "b", "max_tokens": 3})

@@ -288,7 +288,7 @@ def test_a_full_queue_is_429_overloaded(make_app, fake_backend):
     holder.start()
     try:
         for _ in range(100):
-            if client.application.extensions[EXTENSION_KEY].engine.snapshot()["running"]:
+            if client.application.extensions[EXTENSION_KEY].engine.snapshot().running:
                 break
             time.sleep(0.02)
         response = client.post("/generate", json={"inputs": "b", "parameters": {"max_new_tokens": 3}})

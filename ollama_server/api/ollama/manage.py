@@ -9,12 +9,11 @@ from flask import Response
 from flask import request
 from pydantic import BaseModel
 from pydantic import ConfigDict
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.errors.dialects import OLLAMA
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.ollama import model_details as md
-from ollama_server.api.ollama.routes import api_error
-from ollama_server.api.ollama.routes import http_error
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.types import ModelNotFoundError
 from ollama_server.models import managed_store
@@ -24,8 +23,7 @@ from ollama_server.models.ollama_store import StoreError
 from ollama_server.services import services
 
 bp = Blueprint("ollama_manage", __name__)
-bp.register_error_handler(ApiError, api_error)
-bp.register_error_handler(HTTPException, http_error)
+install(bp, OLLAMA)
 log = logging.getLogger(__name__)
 
 

@@ -10,11 +10,10 @@ from flask import Response
 from flask import request
 from pydantic import BaseModel
 from pydantic import ConfigDict
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api.errors import ApiError
-from ollama_server.api.ollama.routes import api_error
-from ollama_server.api.ollama.routes import http_error
+from ollama_server.api.errors.dialects import OLLAMA
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
@@ -25,8 +24,7 @@ from ollama_server.models.pull_source import plan as plan_pull
 from ollama_server.services import services
 
 bp = Blueprint("ollama_pull", __name__)
-bp.register_error_handler(ApiError, api_error)
-bp.register_error_handler(HTTPException, http_error)
+install(bp, OLLAMA)
 log = logging.getLogger(__name__)
 _KINDS = {400: "invalid_request", 404: "not_found", 409: "invalid_request"}
 

@@ -9,12 +9,12 @@ from flask import Blueprint
 from flask import Response
 from flask import g
 from flask import request
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import DEFAULT_STATUS
 from ollama_server.api.errors import from_engine_error
+from ollama_server.api.errors.dialects import OLLAMA
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.ollama import model_details as md
 from ollama_server.api.ollama import translate as tr
 from ollama_server.api.ollama.schemas import ChatBody
@@ -33,33 +33,13 @@ from ollama_server.models.catalogue import ModelSpec
 from ollama_server.services import services
 
 bp = Blueprint("ollama", __name__)
+install(bp, OLLAMA)
 VERSION = "0.12.0"  # clients (Copilot, Continue) refuse servers older than 0.6.4
-STATUS = {**DEFAULT_STATUS, "busy": 503}
 
 
 def _json(payload: dict, status: int = 200) -> Response:
     """JSON in Ollama's field order (jsonify would sort the keys)."""
     return Response(dumps(payload), status=status, content_type="application/json; charset=utf-8")
-
-
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    response = _json(tr.error_body(error.message), error.status or STATUS.get(error.kind, 500))
-    response.headers.update(error.headers)
-    if g.get("ollama_request_id"):
-        response.headers["X-Request-Id"] = g.ollama_request_id
-    return response
-
-
-@bp.errorhandler(EngineError)
-def engine_error(exc: EngineError):
-    return api_error(from_engine_error(exc))
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    kind = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code, "invalid_request")
-    return api_error(ApiError(kind, exc.description or exc.name, status=exc.code))
 
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -121,13 +101,13 @@ def ps():
     """Loaded models, when each expires, and the context they run with."""
     svc = services()
     models = []
-    for loaded in svc.engine.snapshot()["models"]:
-        spec = svc.catalogue.get(loaded["name"])
+    for loaded in svc.engine.snapshot().models:
+        spec = svc.catalogue.get(loaded.name)
         if spec is None:  # removed from disk while loaded
             continue
         entry = {key: value for key, value in _entry(spec).items() if key not in ("modified_at", "error")}
-        models.append({**entry, "expires_at": md.expires_rfc3339(loaded["expires_at"]), "size_vram": 0,
-                       "context_length": loaded["context_length"]})
+        models.append({**entry, "expires_at": md.expires_rfc3339(loaded.expires_at), "size_vram": 0,
+                       "context_length": loaded.context_length})
     return _json({"models": models})
 
 

@@ -7,12 +7,12 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 from flask import request
-from werkzeug.exceptions import HTTPException
 
 from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import DEFAULT_STATUS
 from ollama_server.api.errors import from_engine_error
+from ollama_server.api.errors.dialects import OPENAI
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.openai import translate as tr
 from ollama_server.api.openai.schemas import ChatCompletionRequest
 from ollama_server.api.openai.schemas import CompletionRequest
@@ -27,27 +27,8 @@ from ollama_server.engine.types import collect
 from ollama_server.services import services
 
 bp = Blueprint("openai", __name__)
+install(bp, OPENAI)
 DONE = "data: [DONE]\n\n"
-
-
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    status = error.status or DEFAULT_STATUS.get(error.kind, 500)
-    response = jsonify(tr.error_body(error))
-    response.status_code = status
-    response.headers.update(error.headers)
-    return response
-
-
-@bp.errorhandler(EngineError)
-def engine_error(error: EngineError):
-    return api_error(from_engine_error(error))
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    kind = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code, "invalid_request")
-    return api_error(ApiError(kind, exc.description or exc.name, status=exc.code))
 
 
 def _choice_id(response_id: str, index: int) -> str:

@@ -9,52 +9,24 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 from flask import request
-from werkzeug.exceptions import HTTPException
 
 import ollama_server
 from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
+from ollama_server.api.errors.dialects import TGI
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.streaming import sse_event
 from ollama_server.api.tgi import translate as tr
 from ollama_server.api.tgi.schemas import GenerateBody
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.generation import Generation
-from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import collect
 from ollama_server.models import inspect
 from ollama_server.services import Services
 from ollama_server.services import services
 
 bp = Blueprint("tgi", __name__)
-OVERLOADED = "Model is overloaded"
-
-
-def _error(status: int, message: str, error_type: str, headers: Optional[dict] = None) -> Response:
-    response = jsonify(tr.error_body(message, error_type))
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    status, error_type = tr.error_status(error.kind)
-    message = OVERLOADED if error.kind == "busy" else error.message
-    return _error(error.status or status, message, error_type, error.headers)
-
-
-@bp.errorhandler(EngineError)
-def engine_error(error: EngineError):
-    status, error_type = tr.error_status(error.kind)
-    if error.kind == "busy":
-        return _error(status, OVERLOADED, error_type, {"Retry-After": str(getattr(error, "retry_after_s", 1))})
-    return _error(status, tr.error_message(error), error_type)
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    status = exc.code or 500
-    return _error(status, exc.description or exc.name, "validation" if status < 500 else "generation")
+install(bp, TGI)
 
 
 def _body() -> GenerateBody:

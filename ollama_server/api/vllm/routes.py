@@ -4,43 +4,21 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import jsonify
 from flask import request
-from werkzeug.exceptions import HTTPException
 
 from ollama_server import __version__
 from ollama_server.api.errors import ApiError
-from ollama_server.api.errors import DEFAULT_STATUS
-from ollama_server.api.errors import from_engine_error
+from ollama_server.api.errors.dialects import VLLM
+from ollama_server.api.errors.handlers import install
 from ollama_server.api.openai.schemas import DetokenizeRequest
 from ollama_server.api.openai.schemas import TokenizeRequest
 from ollama_server.api.openai.translate import message_text
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.chat_format import render_chat
-from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import Message
 from ollama_server.services import services
 
 bp = Blueprint("vllm", __name__)
-_TYPES = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError", 429: "TooManyRequestsError",
-          503: "ServiceUnavailableError"}
-
-
-@bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    """vLLM's error object: the OpenAI shape with the HTTP status as `code`."""
-    status = error.status or DEFAULT_STATUS.get(error.kind, 500)
-    body = {"error": {"message": error.message, "type": _TYPES.get(status, "InternalServerError"),
-                      "param": error.param, "code": status}}
-    return jsonify(body), status
-
-
-@bp.errorhandler(EngineError)
-def engine_error(error: EngineError):
-    return api_error(from_engine_error(error))
-
-
-@bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    return api_error(ApiError("invalid_request", exc.description or exc.name, status=exc.code))
+install(bp, VLLM)
 
 
 @bp.get("/version")

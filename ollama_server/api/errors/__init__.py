@@ -1,4 +1,4 @@
-"""ApiError: one error value every dialect renders in its own shape and status."""
+"""ApiError: one error value every dialect renders its own way (rules in dialects.py, wiring in handlers.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,20 +44,3 @@ def from_engine_error(exc: engine_types.EngineError) -> ApiError:
         error.headers["Retry-After"] = str(exc.retry_after_s)
     return error
 
-
-def register_plain_errors(blueprint) -> None:
-    """Answer a blueprint's ApiErrors and HTTP errors as {"error": "..."} (Ollama's shape, used by admin routes)."""
-    from flask import jsonify
-    from werkzeug.exceptions import HTTPException
-
-    def api_error(error: ApiError):
-        response = jsonify({"error": error.message})
-        response.status_code = error.status or DEFAULT_STATUS.get(error.kind, 500)
-        response.headers.update(error.headers)
-        return response
-
-    def http_error(exc: HTTPException):
-        return jsonify({"error": exc.description or exc.name}), exc.code or 500
-
-    blueprint.register_error_handler(ApiError, api_error)
-    blueprint.register_error_handler(HTTPException, http_error)
