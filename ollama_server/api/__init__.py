@@ -9,6 +9,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import auth
     from ollama_server.api import browser_guard
     from ollama_server.api import client_gone
+    from ollama_server.api import refusals
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
     from ollama_server.api.ollama.manage import bp as ollama_manage_bp
@@ -21,6 +22,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.vllm.routes import bp as vllm_bp
     from ollama_server.api.weight_distribution import bp as weight_distribution_bp
 
+    refusals.init_app(app)  # first: its clock must start before any check can refuse the request
     browser_guard.init_app(app)
     auth.init_app(app)
     browser_guard.init_content_type_check(app)

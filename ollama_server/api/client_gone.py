@@ -15,9 +15,16 @@ from flask import request
 
 from ollama_server.api.errors import ApiError
 from ollama_server.engine.generation import Generation
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import GenerateRequest
 from ollama_server.services import services
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def valid_request_id(value: str) -> bool:
+    """True for an id a caller may give its request."""
+    return bool(_REQUEST_ID.fullmatch(value))
 
 
 def request_id(generated: str) -> str:
@@ -25,7 +32,7 @@ def request_id(generated: str) -> str:
     given = request.headers.get("X-Request-Id")
     if given is None:
         return generated
-    if not _REQUEST_ID.fullmatch(given):
+    if not valid_request_id(given):
         raise ApiError("invalid_request", "X-Request-Id must be 1 to 128 letters, digits or . _ : -",
                        param="X-Request-Id")
     return given
@@ -47,6 +54,26 @@ def cancel_when_client_leaves(generation: Generation) -> None:
         watch = services().connections
         g.connection_watch = (watch, watch.watch(sock, lambda: [each.cancel() for each in watched]))
     watched.append(generation)
+
+
+def submit(engine_request: GenerateRequest, request_id: str) -> Generation:
+    """Submit to the engine, mark the request as the engine's to record, and cancel it if the client leaves."""
+    # Set before submitting: the engine records its own rejections, which api/refusals must not record again.
+    g.reached_engine = True
+    try:
+        generation = services().engine.submit(engine_request, request_id=request_id)
+    except EngineError:
+        raise
+    except Exception:
+        g.reached_engine = False  # the engine records only EngineErrors: this 500 is the HTTP layer's to record
+        raise
+    cancel_when_client_leaves(generation)
+    return generation
+
+
+def reached_engine() -> bool:
+    """True once this request was handed to the engine, which then keeps its record."""
+    return bool(g.get("reached_engine"))
 
 
 def init_app(app: Flask) -> None:

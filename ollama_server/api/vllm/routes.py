@@ -13,7 +13,7 @@ from ollama_server.api.openai.schemas import DetokenizeRequest
 from ollama_server.api.openai.schemas import TokenizeRequest
 from ollama_server.api.openai.translate import message_text
 from ollama_server.api.validation import parse_body
-from ollama_server.engine.chat_format import render_chat
+from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import Message
 from ollama_server.services import services
 
@@ -29,23 +29,18 @@ def version():
 
 @bp.post("/tokenize")
 def tokenize():
-    """Token ids for a prompt, or for chat messages rendered with the model's template."""
+    """Token ids for a prompt, or for chat messages: exactly the prompt a generation would be given."""
     body = parse_body(TokenizeRequest, request.get_data())
     if (body.prompt is None) == (body.messages is None):
         raise ApiError("invalid_request", "give exactly one of prompt or messages", param="prompt")
+    # add_generation_prompt is accepted but, as before, always on: the engine's chat template always adds it.
+    messages = None if body.messages is None else tuple(Message(m.role, message_text(m)) for m in body.messages)
+    engine_request = GenerateRequest(model=body.model, prompt=body.prompt, messages=messages,
+                                     add_special=body.add_special_tokens, dialect="vllm", endpoint=request.path)
     engine = services().engine
-    spec = engine.resolve(body.model)
-    if body.messages is not None:
-        engine.load(spec.name)  # the template and BOS text come from the loaded model
-        facts = engine.loaded_facts(spec.name)
-        text = render_chat([Message(m.role, message_text(m)) for m in body.messages],
-                           template=facts.chat_template, architecture=facts.architecture,
-                           bos_token=facts.bos_text, eos_token=facts.eos_text)
-        add_special = not (facts.bos_text and text.startswith(facts.bos_text))
-    else:
-        text, add_special = body.prompt, body.add_special_tokens
-    _, tokens = engine.tokenize(spec.name, text, add_special=add_special)
-    return jsonify({"count": len(tokens), "max_model_len": engine.runtime_context(spec), "tokens": tokens})
+    name, tokens = engine.prompt_tokens(engine_request)
+    return jsonify({"count": len(tokens), "max_model_len": engine.runtime_context(engine.resolve(name)),
+                    "tokens": tokens})
 
 
 @bp.post("/detokenize")
