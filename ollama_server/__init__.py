@@ -26,6 +26,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(paths.ROOT / "templates"), static_folder=str(paths.ROOT / "static"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["TESTING"] = bool(test_config.get("TESTING"))
-    init_app(app, test_config.get("SERVICES") or build_services(settings, test_config.get("BACKEND")))
+    # Tests replace llama.cpp (BACKEND) and pynvml (NVML) here, never by writing app.extensions afterwards.
+    init_app(app, test_config.get("SERVICES") or build_services(settings, test_config.get("BACKEND"),
+                                                                  test_config.get("NVML")))
     register_api(app)
     return app

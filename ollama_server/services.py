@@ -1,13 +1,16 @@
-"""Services: the long-lived objects of one app (settings, catalogue, engine), reached via services()."""
+"""Services: the long-lived objects of one app, built by the factory and reached via services()."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import datetime
+from datetime import timezone
 from pathlib import Path
+from typing import Any
 from typing import Optional
+
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from flask import Flask
 from flask import current_app
@@ -15,7 +18,6 @@ from flask import current_app
 from ollama_server.connection_watch import ConnectionWatch
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
-from ollama_server.models import inspect
 from ollama_server.models import managed_store
 from ollama_server.models.active import ActiveModel
 from ollama_server.models.catalogue import Catalogue
@@ -23,10 +25,14 @@ from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.catalogue import spec_for_file
 from ollama_server.models.default_model import DEFAULT_MODEL_NAME
 from ollama_server.models.default_model import ensure_default_model
-from ollama_server.models.ollama_store import scan_store
+from ollama_server.models.inspect import Inspector
+from ollama_server.models.managed_store import ManagedStore
 from ollama_server.models.partials import expire_partials
 from ollama_server.models.registered import RegisteredModels
 from ollama_server.models.sources import ConfiguredSources
+from ollama_server.models.store import ModelStore
+from ollama_server.monitoring.gpu import GpuReader
+from ollama_server.scheduler import build_scheduler
 from ollama_server.settings import Settings
 
 EXTENSION_KEY = "ollama_server"
@@ -37,55 +43,58 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Services:
-    """Everything a request handler may need, built once per app."""
+    """Every long-lived object of one app, built once by the factory: settings, the model store (catalogue,
+    inspector, managed store, registrations, active model), the engine, the GPU reader, the scheduler."""
 
     settings: Settings
-    catalogue: Catalogue
+    store: ModelStore
     engine: Engine
-    registered: Optional[RegisteredModels] = None
-    active: Optional[ActiveModel] = None
+    gpu: GpuReader = field(default_factory=GpuReader)  # NVML is touched on first read, never at build time
+    scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
     warm_error: Optional[str] = None
     warm_failures: dict = field(default_factory=dict)  # model name -> load error, of candidates warm-up passed over
-    sources: Optional[ConfiguredSources] = None  # models_dir and manifests_dir, for /health
     _started: bool = field(default=False, repr=False)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.store.catalogue
+
+    @property
+    def sources(self) -> ConfiguredSources:
+        return self.store.sources
 
     def start(self, warm: bool = True) -> None:
-        """Begin background work (model warm-up); called by the serving entry point only, once."""
+        """Schedule and start background work (warm-up, keep-alive, partial expiry); called by the serving
+        entry point only, once."""
         if self._started:
             return
         self._started = True
         if warm:
-            self.warming = True
-            threading.Thread(target=self._warm_up, name="warm-up", daemon=True).start()
-        threading.Thread(target=self._reap_idle_models, name="keep-alive", daemon=True).start()
+            self.warming = True  # before the job runs: /health says "loading" from the first request
+            self.scheduler.add_job(self._warm_up, id="warm-up", name="load the default model")
+        # Checked once a second; keep_alive granularity finer than that is not useful.
+        self.scheduler.add_job(self._unload_expired, "interval", seconds=1, id="keep-alive",
+                               name="unload idle models")
+        # Once at start, then every few minutes: the max age is counted in hours, and each look lists blobs/.
+        self.scheduler.add_job(self._expire_partials, "interval", seconds=PARTIAL_EXPIRY_INTERVAL_S,
+                               next_run_time=datetime.now(timezone.utc), id="partial-expiry",
+                               name="delete abandoned partial downloads")
+        self.scheduler.start()
 
-    def _reap_idle_models(self) -> None:
-        # Checked once a second; keep_alive granularity finer than that is not useful. Abandoned partial
-        # downloads are looked for once at start and then every PARTIAL_EXPIRY_INTERVAL_S: their max age
-        # is counted in hours, and each look lists the blobs directory.
-        due = time.monotonic()
-        while True:
-            due = self._expire_partials_when_due(time.monotonic(), due)
-            if self._stop.wait(1.0):
-                return
-            try:
-                self.engine.unload_expired()
-            except Exception:
-                log.exception("keep-alive check failed")
-
-    def _expire_partials_when_due(self, now: float, due: float) -> float:
-        """Delete expired partial downloads of the managed store if `due` (monotonic) has come; the next due time."""
-        if now < due:
-            return due
+    def _unload_expired(self) -> None:
         try:
-            expire_partials(managed_store.root_for(self.settings.data_dir) / "blobs",
-                            self.settings.partial_download_max_age)
+            self.engine.unload_expired()
+        except Exception:
+            log.exception("keep-alive check failed")
+
+    def _expire_partials(self) -> None:
+        """Delete the managed store's partial downloads older than partial_download_max_age."""
+        try:
+            expire_partials(self.store.managed.root / "blobs", self.settings.partial_download_max_age)
         except Exception:
             log.exception("partial download expiry failed")
-        return now + PARTIAL_EXPIRY_INTERVAL_S
 
     def _warm_up(self) -> None:
         """Load the default model; when a load fails, the next default candidate, up to WARM_UP_ATTEMPTS."""
@@ -115,21 +124,10 @@ class Services:
 
     def close(self) -> None:
         """Stop background work and the engine (unloads models)."""
-        self._stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         self.connections.close()
         self.engine.close()
-
-
-def model_sources(settings: Settings, registered: Optional[RegisteredModels] = None,
-                  configured: Optional[ConfiguredSources] = None) -> list:
-    """Catalogue sources in priority order: model directories and the external Ollama store (read-only;
-    see models/sources.py for the spellings accepted), the managed store, models registered through the API."""
-    configured = configured or ConfiguredSources(settings.models_dir, settings.manifests_dir)
-    sources = [configured.scan]
-    sources.append(lambda: scan_store(managed_store.root_for(settings.data_dir), "store"))
-    if registered is not None:
-        sources.append(registered.specs)
-    return sources
 
 
 def embedded_default(settings: Settings) -> list[ModelSpec]:
@@ -138,24 +136,28 @@ def embedded_default(settings: Settings) -> list[ModelSpec]:
     return [spec_for_file(Path(path), DEFAULT_MODEL_NAME, "default")]
 
 
-def build_services(settings: Settings, backend: Optional[Backend] = None) -> Services:
-    """Wire the catalogue and engine for `settings`; loads no model yet."""
+def build_store(settings: Settings) -> ModelStore:
+    """The model store for `settings`: catalogue over every source, inspector, managed store, registrations."""
+    data_dir = Path(settings.data_dir)
+    registered = RegisteredModels(data_dir / "registered.json")
+    active = ActiveModel(data_dir / "active.json")
+    configured = ConfiguredSources(settings.models_dir, settings.manifests_dir)
+    managed = ManagedStore(managed_store.root_for(data_dir))
+    store = ModelStore(Inspector(), managed, registered, active, configured, lambda: embedded_default(settings),
+                       inspection=settings.enable_model_inspection)
+    store.refresh()
+    return store
+
+
+def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: Any = None) -> Services:
+    """Wire the store, engine and GPU reader for `settings`; loads no model, starts nothing, touches no NVML.
+    `backend` and `nvml` replace llama.cpp and pynvml (tests pass fakes here, not into app.extensions)."""
     if backend is None:
         from ollama_server.engine.llama_backend import LlamaBackend
         backend = LlamaBackend()
-    registered = RegisteredModels(Path(settings.data_dir) / "registered.json")
-    active = ActiveModel(Path(settings.data_dir) / "active.json")
-    configured = ConfiguredSources(settings.models_dir, settings.manifests_dir)
-    # A model whose GGUF inspection failed is not chosen as the default (with inspection off, none is known to).
-    usable = (lambda spec: not inspect.inspect(spec.path).error) if settings.enable_model_inspection else None
-    catalogue = Catalogue(model_sources(settings, registered, configured),
-                          fallback=lambda: embedded_default(settings), active=active.get, usable=usable)
-    catalogue.refresh()
-    # With inspection off nothing reads GGUF headers: the context is default_context_size as configured.
-    trained_context = inspect.trained_context if settings.enable_model_inspection else (lambda path: None)
-    engine = Engine(catalogue, backend, settings, trained_context=trained_context)
-    return Services(settings=settings, catalogue=catalogue, engine=engine, registered=registered, active=active,
-                    sources=configured)
+    store = build_store(settings)
+    engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context)
+    return Services(settings=settings, store=store, engine=engine, gpu=GpuReader(nvml=nvml))
 
 
 def init_app(app: Flask, built: Services) -> None:

@@ -42,7 +42,7 @@ def fake_backend() -> FakeBackend:
 @pytest.fixture
 def make_app(tmp_path, fake_backend):
     """Build an app over two placeholder model files served by the fake back-end."""
-    def build(**overrides):
+    def build(nvml=None, **overrides):
         models = tmp_path / "models"
         models.mkdir(exist_ok=True)
         (models / "tiny.gguf").write_bytes(b"x" * 10)
@@ -50,7 +50,7 @@ def make_app(tmp_path, fake_backend):
         # One slot unless a test asks for more: most tests reason about "the" running request.
         settings = build_settings({"models_dir": [str(models)], "data_dir": str(tmp_path / "data"),
                                    "default_context_size": 256, "parallel_slots": 1, **overrides})
-        return create_app({"TESTING": True, "SETTINGS": settings, "BACKEND": fake_backend})
+        return create_app({"TESTING": True, "SETTINGS": settings, "BACKEND": fake_backend, "NVML": nvml})
     return build
 
 

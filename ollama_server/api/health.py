@@ -9,7 +9,6 @@ from flask import jsonify
 
 from ollama_server.api.errors.dialects import PLAIN
 from ollama_server.api.errors.handlers import install
-from ollama_server.models import inspect
 from ollama_server.services import Services
 from ollama_server.services import services
 
@@ -22,7 +21,7 @@ def broken_models(svc: Services, loaded: set[str]) -> list[dict]:
     them (until they are loaded after all)."""
     found: dict[str, dict] = {}
     for spec in svc.catalogue.all():
-        error = inspect.inspect(spec.path).error if svc.settings.enable_model_inspection else ""
+        error = svc.store.info(spec).error
         if not error and spec.name in svc.warm_failures and spec.name not in loaded:
             error = svc.warm_failures[spec.name]
         if error:

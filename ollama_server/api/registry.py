@@ -13,11 +13,11 @@ from pydantic import ConfigDict
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors.dialects import PLAIN
 from ollama_server.api.errors.handlers import install
+from ollama_server.api.ollama.manage import store_error
 from ollama_server.api.validation import parse_body
-from ollama_server.models import inspect
 from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
-from ollama_server.models.registered import RegistrationError
+from ollama_server.models.store import ModelStoreError
 from ollama_server.services import services
 
 bp = Blueprint("registry", __name__)
@@ -55,27 +55,19 @@ def model_entry(spec: ModelSpec, active: Optional[str]) -> dict:
     """One model as GET /models lists it: where it comes from and what its GGUF says."""
     return {"name": spec.name, "source": spec.source, "path": spec.path, "size": spec.size_bytes,
             "modified_at": spec.modified_at.isoformat(), "digest": spec.digest, "read_only": spec.read_only,
-            "active": spec.name == active, "inspection": inspect.inspect(spec.path).summary()}
+            "active": spec.name == active, "inspection": services().store.info(spec).summary()}
 
 
 @bp.post("/models/register")
 def register():
     """Register an existing .gguf file under a name: 201 with the entry."""
     body = parse_body(RegisterBody, request.get_data())
-    name = _name(body.name, "name")
     svc = services()
-    existing = svc.catalogue.get(name)
-    if existing is not None and existing.source != "registered":
-        raise ApiError("forbidden", f"model '{name}' already exists ({existing.source})", status=403)
     try:
-        name, _ = svc.registered.add(name, body.path)
-    except RegistrationError as exc:
-        raise ApiError("invalid_request", str(exc), param="path") from None
-    svc.catalogue.refresh()
-    spec = svc.catalogue.get(name)
-    if spec is None:  # shadowed by a source that appeared meanwhile
-        raise ApiError("forbidden", f"model '{name}' already exists", status=403)
-    return jsonify(model_entry(spec, svc.active.get())), 201
+        spec = svc.store.register(_name(body.name, "name"), body.path)
+    except ModelStoreError as exc:
+        raise store_error(exc) from None
+    return jsonify(model_entry(spec, svc.store.active.get())), 201
 
 
 @bp.post("/models/set_active")
@@ -83,10 +75,10 @@ def set_active():
     """Make a model the one used when a request names none (persisted across restarts)."""
     body = parse_body(ActiveBody, request.get_data())
     name = _name(body.model or body.name, "model")
-    svc = services()
-    if svc.catalogue.get(name) is None:
-        raise ApiError("not_found", f"model '{name}' not found", param="model")
-    svc.active.set(name)
+    try:
+        services().store.set_active(name)
+    except ModelStoreError as exc:
+        raise store_error(exc) from None
     return jsonify({"active": name})
 
 
@@ -94,7 +86,7 @@ def set_active():
 def active():
     """The model used when a request names none, and whether it was chosen or is the smallest."""
     svc = services()
-    chosen = svc.active.get()
+    chosen = svc.store.active.get()
     spec = svc.catalogue.default()
     return jsonify({"active": spec.name if spec else None,
                     "chosen": chosen if chosen and svc.catalogue.get(chosen) else None})

@@ -6,7 +6,6 @@ from typing import Any
 from typing import Optional
 
 from flask import Blueprint
-from flask import current_app
 from flask import jsonify
 from flask import request
 
@@ -17,7 +16,6 @@ from ollama_server.engine import planner
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.inspect import ModelInfo
-from ollama_server.models.inspect import inspect
 from ollama_server.monitoring.gpu import GpuReader
 from ollama_server.monitoring.gpu import GpuSample
 from ollama_server.services import services
@@ -25,15 +23,11 @@ from ollama_server.services import services
 bp = Blueprint("weight_distribution", __name__)
 install(bp, PLAIN)
 ROUTE = "/api/dashboard/weight-distribution"
-GPU_KEY = "ollama_server_gpu"                # app.extensions: the GpuReader (tests inject one with a fake NVML)
 
 
 def gpu_reader() -> GpuReader:
-    """The app's GpuReader, built on first use (NVML is touched only then)."""
-    reader = current_app.extensions.get(GPU_KEY)
-    if reader is None:
-        reader = current_app.extensions.setdefault(GPU_KEY, GpuReader())
-    return reader
+    """The app's GpuReader (NVML is touched on its first read only)."""
+    return services().gpu
 
 
 def placements() -> PlacementOverrides:
@@ -104,9 +98,10 @@ class _Context:
     def __init__(self, spec: ModelSpec):
         s = services()
         self.spec = spec
-        self.info: ModelInfo = inspect(spec.path)
+        self.info: ModelInfo = s.store.info(spec)
         if not self.info.layer_bytes:
-            reason = self.info.error or "it has no per-layer tensors"
+            reason = self.info.error or ("model inspection is off (enable_model_inspection)" if not s.store.inspection
+                                         else "it has no per-layer tensors")
             raise ApiError("invalid_request", f"cannot plan model '{spec.name}': {reason}", status=422)
         self.context_length = s.engine.runtime_context(spec)
         self.slots = s.settings.parallel_slots

@@ -24,7 +24,6 @@ from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import ModelNotFoundError
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import UnavailableError
-from ollama_server.models import inspect
 from ollama_server.models.catalogue import Catalogue
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
@@ -41,7 +40,9 @@ class Engine:
         self.catalogue = catalogue
         self.backend = backend
         self.settings = settings
-        self.pool = ModelPool(backend, settings, trained_context or inspect.trained_context, placements)
+        # trained_context: a path's trained context length, or None (unknown; the store decides, inspection off
+        # included), so that the engine itself never reads a GGUF header.
+        self.pool = ModelPool(backend, settings, trained_context or (lambda path: None), placements)
         self.placements = self.pool.placements
         self.requests = RequestBook(keep_finished=256)  # for /api/progress and /api/dismiss
         self.records = RequestLog()  # one record per request that ended, for metrics and alerts
@@ -172,6 +173,13 @@ class Engine:
                 f"{request.max_tokens} in the completion). Please reduce the prompt or the completion length.",
                 prompt_tokens=prompt_tokens, context_length=context, max_tokens=request.max_tokens)
         return request.max_tokens
+
+    def prompt_tokens(self, request: GenerateRequest) -> tuple[str, list[int]]:
+        """(model name, the prompt token ids a generation of `request` would get), loading the model if needed."""
+        spec = self.resolve(request.model)
+        runner, _ = self.pool.runner_for(spec, request.num_ctx)
+        # The same path as submit, so that template, BOS handling and add_special cannot drift apart.
+        return spec.name, self._prompt_tokens(runner.model, request)
 
     def tokenize(self, model: Optional[str], text: str, add_special: bool = True) -> tuple[str, list[int]]:
         """(model name, token ids) for text, loading the model if needed."""

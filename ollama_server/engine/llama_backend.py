@@ -8,13 +8,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-from pathlib import Path
 from typing import Optional
 from typing import Sequence
 
@@ -26,6 +22,7 @@ from llama_cpp import llama_grammar
 from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
+from ollama_server.engine.grammar_checker import GrammarChecker
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import SamplingParams
@@ -284,66 +281,6 @@ class LlamaBackend:
 
     def close(self) -> None:
         self.grammar_checker.close()
-
-
-class GrammarChecker:
-    """Builds each grammar once in a child process first: one that crashes llama.cpp (its parser recurses
-    per nesting level) or exhausts memory takes down the child, never the server."""
-
-    def __init__(self, timeout_s: float = 10.0, memory_bytes: int = 4 << 30):
-        self.timeout_s = timeout_s
-        self.memory_bytes = memory_bytes
-        self._lock = threading.Lock()  # one grammar at a time through the pipe
-        self._child: Optional[subprocess.Popen] = None
-
-    def check(self, grammar: str) -> Optional[str]:
-        """None when llama.cpp builds the grammar, else why not."""
-        payload = grammar.encode("utf-8")
-        with self._lock:
-            child = self._running_child()
-            try:
-                child.stdin.write(len(payload).to_bytes(8, "big") + payload)
-                child.stdin.flush()
-                ready, _, _ = select.select([child.stdout], [], [], self.timeout_s)
-                reply = child.stdout.readline() if ready else b""
-            except OSError:
-                reply = b""
-            if reply.startswith(b"ok"):
-                return None
-            if reply.startswith(b"error "):
-                return reply[6:].decode("utf-8", "replace").strip()
-            return self._failed(child, bool(ready))
-
-    def _failed(self, child: subprocess.Popen, answered: bool) -> str:
-        if not answered:
-            child.kill()
-        code = child.wait()
-        self._child = None
-        if not answered:
-            return f"building the grammar took longer than {self.timeout_s:g} s; simplify the schema"
-        cause = signal.Signals(-code).name if code < 0 else f"exit status {code}"
-        return f"llama.cpp failed while building this grammar ({cause}); it is too large or too deeply nested"
-
-    def _running_child(self) -> subprocess.Popen:
-        if self._child is None or self._child.poll() is not None:
-            env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                                os.environ.get("PYTHONPATH")]))}
-            code = (f"from ollama_server.engine.llama_backend import check_grammars_forever; "
-                    f"check_grammars_forever({self.memory_bytes})")
-            self._child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        return self._child
-
-    def close(self) -> None:
-        with self._lock:
-            if self._child is not None and self._child.poll() is None:
-                self._child.stdin.close()  # the child ends at end of input
-                try:
-                    self._child.wait(2)
-                except subprocess.TimeoutExpired:
-                    self._child.kill()
-            self._child = None
 
 
 def check_grammars_forever(memory_bytes: int) -> None:

@@ -91,7 +91,6 @@ class Chunk:
     token_ids: tuple[int, ...] = ()
     reasoning: str = ""
     logprobs: tuple[TokenLogprob, ...] = ()
-    special: bool = False
     finish_reason: Optional[str] = None  # "stop" | "length" | "cancelled"
     stop_kind: Optional[str] = None      # "eos" | "stop_sequence" | "length" on the last chunk
     stop_match: Optional[str | int] = None  # the stop string or stop token id that ended it

@@ -46,20 +46,11 @@ def spec_for_file(path: Path, name: str, source: str) -> ModelSpec:
     return ModelSpec(name=name, path=str(path), size_bytes=stat.st_size, modified_at=modified, source=source)
 
 
-_warned: set[str] = set()
-
-
-def warn_once(logger: logging.Logger, text: str) -> None:
-    """A warning the first time, debug afterwards: listings re-read their sources often."""
-    logger.log(logging.DEBUG if text in _warned else logging.WARNING, text)
-    _warned.add(text)
-
-
-def scan_directory(directory: str) -> list[ModelSpec]:
+def scan_directory(directory: str, warn: Callable[[str], None] = log.warning) -> list[ModelSpec]:
     """Every readable .gguf file directly in a directory."""
     root = Path(directory)
     if not root.is_dir():
-        warn_once(log, f"models_dir {directory} is not a directory; skipped")
+        warn(f"models_dir {directory} is not a directory; skipped")
         return []
     specs = []
     for path in sorted(root.glob("*.gguf")):

@@ -189,15 +189,3 @@ class Inspector:
         with self._lock:
             self._cache.clear()
 
-
-_default = Inspector()
-
-
-def inspect(path: str) -> ModelInfo:
-    """Inspect a GGUF file through the process-wide cache."""
-    return _default.inspect(path)
-
-
-def trained_context(path: str) -> Optional[int]:
-    """The context length the model was trained with (`<arch>.context_length`), or None."""
-    return _default.inspect(path).context_length

@@ -14,9 +14,6 @@ from typing import Optional
 from ollama_server.models import ollama_store as store
 from ollama_server.models.catalogue import ModelSpec
 
-# Held while blobs are added or collected and manifests written or removed, so that a delete's
-# blob collection never removes a blob that a concurrent copy or pull is about to reference.
-LOCK = threading.RLock()
 MANIFEST_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA = "application/vnd.docker.container.image.v1+json"
 
@@ -53,50 +50,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def add_blob_bytes(root: Path, data: bytes) -> dict:
-    """Store bytes as a blob; returns its layer fields (digest, size)."""
-    hex_digest = hashlib.sha256(data).hexdigest()
-    target = store.blob_path(root, f"sha256:{hex_digest}")
-    with LOCK:
-        if not target.is_file():
-            write_atomic(target, data)
-    return {"digest": f"sha256:{hex_digest}", "size": len(data)}
-
-
-def add_blob_file(root: Path, source: Path, hex_digest: Optional[str] = None) -> dict:
-    """Hard-link a file into blobs (copy it across filesystems) under its sha256; returns digest and size."""
-    hex_digest = hex_digest or sha256_file(source)
-    target = store.blob_path(root, f"sha256:{hex_digest}")
-    size = source.stat().st_size
-    with LOCK:
-        if target.is_file():
-            return {"digest": f"sha256:{hex_digest}", "size": size}
-        tmp = _temporary(target.parent)
-        tmp.unlink()
-        try:
-            try:
-                os.link(source, tmp)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return {"digest": f"sha256:{hex_digest}", "size": size}
-
-
-def write_manifest(root: Path, name: str, config: dict, layers: list[dict]) -> Path:
-    """Write the manifest of `name` (schemaVersion 2) atomically; returns its path."""
-    path = store.manifest_path(root, name)
-    body = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA, "config": config, "layers": layers}
-    with LOCK:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        store.inside(root, path.parent)  # a directory swapped for a symlink since the check above
-        write_atomic(path, json.dumps(body, indent=2).encode("utf-8"))
-    return path
-
-
 def _digests(manifest: Path) -> set[str]:
     try:
         body = json.loads(manifest.read_bytes())
@@ -111,39 +64,91 @@ def _is_model_blob(root: Path, path: str) -> bool:
     return Path(os.path.realpath(path)).parent == blobs
 
 
-def delete(root: Path, manifest: str | Path) -> None:
-    """Remove a manifest, its empty parent directories, and its blobs no other manifest references."""
-    root = Path(root)
-    path = Path(manifest)
-    with LOCK:
-        store.inside(root / "manifests", path)
-        doomed = _digests(path)
-        path.unlink()
-        parent, top = path.parent, root / "manifests"
-        while parent != top and top in parent.parents and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-        for _, other in store.manifest_files(root):
-            doomed -= _digests(other)
-        for hex_digest in doomed:
-            store.blob_path(root, f"sha256:{hex_digest}").unlink(missing_ok=True)
+class ManagedStore:
+    """<data_dir>/store: blobs added, manifests written and removed under one lock of its own, so that a
+    delete's blob collection never removes a blob that a concurrent copy or pull is about to reference."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.lock = threading.RLock()
+
+    def add_blob_bytes(self, data: bytes) -> dict:
+        """Store bytes as a blob; returns its layer fields (digest, size)."""
+        hex_digest = hashlib.sha256(data).hexdigest()
+        target = store.blob_path(self.root, f"sha256:{hex_digest}")
+        with self.lock:
+            if not target.is_file():
+                write_atomic(target, data)
+        return {"digest": f"sha256:{hex_digest}", "size": len(data)}
 
 
-def copy(root: Path, spec: ModelSpec, destination: str, config_facts: dict) -> Path:
-    """Write a manifest for `destination` in the managed store serving the same GGUF and Modelfile layers."""
-    root = Path(root)
-    source = Path(spec.path)
-    shared = spec.source == "store" and _is_model_blob(root, spec.path)
-    # Hashing a multi-GB file takes seconds: done before taking the lock.
-    hex_digest = source.name.removeprefix("sha256-") if shared else sha256_file(source)
-    with LOCK:
-        model = add_blob_file(root, source, hex_digest)
-        layers = [{"mediaType": store.MODEL_MEDIA, **model}]
-        extras = ((store.TEMPLATE_MEDIA, spec.template), (store.SYSTEM_MEDIA, spec.system),
-                  (store.PARAMS_MEDIA, json.dumps(spec.parameters) if spec.parameters else None))
-        for media, text in extras:
-            if text:
-                layers.append({"mediaType": media, **add_blob_bytes(root, text.encode("utf-8"))})
-        config = {"model_format": "gguf", **config_facts}
-        config_layer = {"mediaType": CONFIG_MEDIA, **add_blob_bytes(root, json.dumps(config).encode("utf-8"))}
-        return write_manifest(root, destination, config_layer, layers)
+    def add_blob_file(self, source: Path, hex_digest: Optional[str] = None) -> dict:
+        """Hard-link a file into blobs (copy it across filesystems) under its sha256; returns digest and size."""
+        hex_digest = hex_digest or sha256_file(source)
+        target = store.blob_path(self.root, f"sha256:{hex_digest}")
+        size = source.stat().st_size
+        with self.lock:
+            if target.is_file():
+                return {"digest": f"sha256:{hex_digest}", "size": size}
+            tmp = _temporary(target.parent)
+            tmp.unlink()
+            try:
+                try:
+                    os.link(source, tmp)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                        raise
+                    shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return {"digest": f"sha256:{hex_digest}", "size": size}
+
+
+    def write_manifest(self, name: str, config: dict, layers: list[dict]) -> Path:
+        """Write the manifest of `name` (schemaVersion 2) atomically; returns its path."""
+        path = store.manifest_path(self.root, name)
+        body = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA, "config": config, "layers": layers}
+        with self.lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store.inside(self.root, path.parent)  # a directory swapped for a symlink since the check above
+            write_atomic(path, json.dumps(body, indent=2).encode("utf-8"))
+        return path
+
+
+    def delete(self, manifest: str | Path) -> None:
+        """Remove a manifest, its empty parent directories, and its blobs no other manifest references."""
+        root = self.root
+        path = Path(manifest)
+        with self.lock:
+            store.inside(root / "manifests", path)
+            doomed = _digests(path)
+            path.unlink()
+            parent, top = path.parent, root / "manifests"
+            while parent != top and top in parent.parents and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+            for _, other in store.manifest_files(root):
+                doomed -= _digests(other)
+            for hex_digest in doomed:
+                store.blob_path(self.root, f"sha256:{hex_digest}").unlink(missing_ok=True)
+
+
+    def copy(self, spec: ModelSpec, destination: str, config_facts: dict) -> Path:
+        """Write a manifest for `destination` in the managed store serving the same GGUF and Modelfile layers."""
+        root = self.root
+        source = Path(spec.path)
+        shared = spec.source == "store" and _is_model_blob(root, spec.path)
+        # Hashing a multi-GB file takes seconds: done before taking the lock.
+        hex_digest = source.name.removeprefix("sha256-") if shared else sha256_file(source)
+        with self.lock:
+            model = self.add_blob_file(source, hex_digest)
+            layers = [{"mediaType": store.MODEL_MEDIA, **model}]
+            extras = ((store.TEMPLATE_MEDIA, spec.template), (store.SYSTEM_MEDIA, spec.system),
+                      (store.PARAMS_MEDIA, json.dumps(spec.parameters) if spec.parameters else None))
+            for media, text in extras:
+                if text:
+                    layers.append({"mediaType": media, **self.add_blob_bytes(text.encode("utf-8"))})
+            config = {"model_format": "gguf", **config_facts}
+            config_layer = {"mediaType": CONFIG_MEDIA, **self.add_blob_bytes(json.dumps(config).encode("utf-8"))}
+            return self.write_manifest(destination, config_layer, layers)

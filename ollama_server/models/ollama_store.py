@@ -11,11 +11,11 @@ from datetime import datetime
 from datetime import timezone
 from pathlib import Path
 from typing import Any
+from typing import Callable
 from typing import Optional
 
 from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
-from ollama_server.models.catalogue import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,6 @@ PARAMS_MEDIA = "application/vnd.ollama.image.params"
 _DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 _MAX_MANIFEST_BYTES = 1 << 20   # real manifests are under 2 KB
 _MAX_TEXT_LAYER_BYTES = 1 << 20  # template, system and params layers are small text
-
-
-def _warn(message: str, *args: Any) -> None:
-    warn_once(log, message % args)
 
 
 class StoreError(ValueError):
@@ -165,7 +161,7 @@ def read_manifest(root: Path, path: Path, name: str, source: str, checked: bool 
                      system=extras.get(SYSTEM_MEDIA), parameters=parameters, manifest=str(path))
 
 
-def _entries(root: Path, directory: Path, want_dir: bool) -> list[Path]:
+def _entries(root: Path, directory: Path, want_dir: bool, warn: Callable[[str], None] = log.warning) -> list[Path]:
     """Sub-directories (or files) of a store directory; a symlink counts only if it resolves inside the store."""
     found = []
     try:
@@ -182,7 +178,7 @@ def _entries(root: Path, directory: Path, want_dir: bool) -> list[Path]:
             try:
                 inside(root, path)
             except StoreError:
-                _warn("Ollama store %s: %s links outside the store; skipped", root, path)
+                warn(f"Ollama store {root}: {path} links outside the store; skipped")
                 continue
         try:
             if (entry.is_dir() if want_dir else entry.is_file()):
@@ -192,40 +188,40 @@ def _entries(root: Path, directory: Path, want_dir: bool) -> list[Path]:
     return found
 
 
-def manifest_files(root: Path) -> list[tuple[tuple[str, str, str, str], Path]]:
+def manifest_files(root: Path, warn: Callable[[str], None] = log.warning) -> list[tuple[tuple[str, str, str, str], Path]]:
     """((host, namespace, model, tag), path) of every manifest file under root/manifests, all inside the store."""
     root = Path(root)
     found = []
     manifests = root / "manifests"
     if manifests.is_symlink():
         inside(root, manifests)
-    for host in _entries(root, manifests, True):
-        for namespace in _entries(root, host, True):
-            for model in _entries(root, namespace, True):
-                for tag in _entries(root, model, False):
+    for host in _entries(root, manifests, True, warn):
+        for namespace in _entries(root, host, True, warn):
+            for model in _entries(root, namespace, True, warn):
+                for tag in _entries(root, model, False, warn):
                     found.append(((host.name, namespace.name, model.name, tag.name), tag))
     return found
 
 
-def scan_store(root: str | Path, source: str = "ollama") -> list[ModelSpec]:
-    """Every servable model of an Ollama store; a bad manifest is logged and skipped."""
+def scan_store(root: str | Path, source: str = "ollama", warn: Callable[[str], None] = log.warning) -> list[ModelSpec]:
+    """Every servable model of an Ollama store; a bad manifest is reported through `warn` and skipped."""
     root = Path(root)
     if not (root / "manifests").is_dir():
         return []
     try:
-        files = manifest_files(root)
+        files = manifest_files(root, warn)
     except StoreError as exc:
-        _warn("Ollama store %s skipped: %s", root, exc)
+        warn(f"Ollama store {root} skipped: {exc}")
         return []
     specs = []
     for parts, path in files:
         try:
             name = display_name(*parts)
         except names.InvalidModelName:
-            _warn("Ollama store %s: %s is not a usable model name; skipped", root, "/".join(parts))
+            warn(f"Ollama store {root}: {'/'.join(parts)} is not a usable model name; skipped")
             continue
         try:
             specs.append(read_manifest(root, path, name, source, checked=True))
         except (StoreError, OSError) as exc:
-            _warn("Ollama store %s: model %s skipped: %s", root, name, exc)
+            warn(f"Ollama store {root}: model {name} skipped: {exc}")
     return specs

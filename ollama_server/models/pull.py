@@ -18,6 +18,7 @@ import requests
 import urllib3
 
 from ollama_server.models import store_writer
+from ollama_server.models.managed_store import ManagedStore
 from ollama_server.models.partials import expire_partials
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import PullPlan
@@ -224,13 +225,14 @@ def _progress(label: str, digest: Optional[str], total: Optional[int], completed
     return event
 
 
-def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: bool = False,
+def pull(plan: PullPlan, managed: ManagedStore, allow_private: bool = False, insecure: bool = False,
          on_success: Optional[Callable[[], None]] = None,
          partial_max_age: float = DEFAULT_PARTIAL_MAX_AGE) -> Iterator[dict]:
     """Progress events of one pull. Anything raised before the first event means nothing was streamed.
 
     First, partial downloads of abandoned pulls older than partial_max_age seconds are deleted.
     """
+    store = managed.root
     blobs = store / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     try:
@@ -251,15 +253,15 @@ def pull(plan: PullPlan, store: Path, allow_private: bool = False, insecure: boo
         yield {"status": "pulling manifest"}
         yield _progress(label, expected, size, size)
         yield {"status": "writing manifest"}
-        store_writer.write_model(store, plan.name, expected, size)
+        store_writer.write_model(managed, plan.name, expected, size)
     else:
-        yield from _download(plan, store, blobs, expected, origin, label, allow_private, insecure)
+        yield from _download(plan, managed, blobs, expected, origin, label, allow_private, insecure)
     if on_success is not None:
         on_success()
     yield {"status": "success"}
 
 
-def _download(plan: PullPlan, store: Path, blobs: Path, expected: Optional[str], origin: str, label: str,
+def _download(plan: PullPlan, managed: ManagedStore, blobs: Path, expected: Optional[str], origin: str, label: str,
               allow_private: bool, insecure: bool) -> Iterator[dict]:
     check = lambda url: check_url(url, allow_private)  # noqa: E731
     checked(check, plan.url)  # before the partial file is even created
@@ -300,7 +302,7 @@ def _download(plan: PullPlan, store: Path, blobs: Path, expected: Optional[str],
             raise PullError(502, f"{plan.file_name} is not a GGUF file")
         download.sync()
         yield {"status": "writing manifest"}
-        store_writer.write_model(store, plan.name, actual, completed, partial=download.path)
+        store_writer.write_model(managed, plan.name, actual, completed, partial=download.path)
         download.renamed = True
         download.meta.unlink(missing_ok=True)
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ollama_server.models import names
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.catalogue import spec_for_file
-from ollama_server.models.catalogue import warn_once
+from ollama_server.models.once_log import OnceLog
 from ollama_server.models.managed_store import write_atomic
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class RegisteredModels:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._once = OnceLog(log)
 
     def _read(self) -> dict[str, str]:
         try:
@@ -93,5 +94,5 @@ class RegisteredModels:
             try:
                 specs.append(spec_for_file(Path(path), names.normalize(name), "registered"))
             except (OSError, names.InvalidModelName) as exc:
-                warn_once(log, f"registered model {name} skipped: {exc}")
+                self._once.warn(f"registered model {name} skipped: {exc}")
         return specs

@@ -17,7 +17,7 @@ from typing import Iterable
 
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.models.catalogue import scan_directory
-from ollama_server.models.catalogue import warn_once
+from ollama_server.models.once_log import OnceLog
 from ollama_server.models.ollama_store import scan_store
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class ConfiguredSources:
     """The `models_dir` entries and `manifests_dir`, in priority order, re-classified on every scan."""
 
     def __init__(self, models_dirs: Iterable[str], manifests_dir: str = ""):
+        self._once = OnceLog(log)
         self._entries = [("models_dir", str(d)) for d in models_dirs]
         if manifests_dir:
             self._entries.append(("manifests_dir", str(manifests_dir)))
@@ -127,7 +128,7 @@ class ConfiguredSources:
         for setting, path in self._entries:
             entry = classify_models_dir(path) if setting == "models_dir" else classify_manifests_dir(path)
             if entry.problem:
-                warn_once(log, f"{setting} {path} {entry.problem}; no models are read from it")
+                self._once.warn(f"{setting} {path} {entry.problem}; no models are read from it")
             found.append(entry)
         return found
 
@@ -140,12 +141,12 @@ class ConfiguredSources:
                 continue
             try:
                 if entry.kind == DIRECTORY:
-                    specs.extend(scan_directory(entry.root))
+                    specs.extend(scan_directory(entry.root, self._once.warn))
                     continue
                 key = os.path.realpath(entry.root)
                 if key not in stores:
                     stores.add(key)
-                    specs.extend(scan_store(entry.root, "ollama"))
+                    specs.extend(scan_store(entry.root, "ollama", self._once.warn))
             except Exception:  # one bad path must not hide the others
                 log.exception("reading %s %s failed; its models are left out of this listing",
                               entry.setting, entry.path)

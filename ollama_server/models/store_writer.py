@@ -42,23 +42,24 @@ def config_facts(model_path: Path) -> dict:
     return config
 
 
-def write_model(store: Path, name: str, digest: str, size: int, partial: Optional[Path] = None) -> Path:
+def write_model(managed: managed_store.ManagedStore, name: str, digest: str, size: int,
+                partial: Optional[Path] = None) -> Path:
     """Rename `partial` (if any) to blobs/sha256-<digest>, then write the config blob and, last, the manifest.
 
     Done under the managed store's lock, so that a concurrent delete never collects the blob between
     the rename and the manifest that references it.
     """
-    target = blob_path(store, digest)
+    target = blob_path(managed.root, digest)
     config = json.dumps(config_facts(partial or target), separators=(",", ":")).encode("utf-8")
-    with managed_store.LOCK:
+    with managed.lock:
         if partial is not None:
             os.replace(partial, target)
             fsync_dir(target.parent)
         if not target.is_file():
             raise PullError(500, f"the blob sha256:{digest} disappeared before its manifest was written")
         try:
-            config_layer = {"mediaType": managed_store.CONFIG_MEDIA, **managed_store.add_blob_bytes(store, config)}
+            config_layer = {"mediaType": managed_store.CONFIG_MEDIA, **managed.add_blob_bytes(config)}
             layers = [{"mediaType": ollama_store.MODEL_MEDIA, "digest": f"sha256:{digest}", "size": size}]
-            return managed_store.write_manifest(store, name, config_layer, layers)
+            return managed.write_manifest(name, config_layer, layers)
         except ollama_store.StoreError as exc:
             raise PullError(400, str(exc)) from None

@@ -1,4 +1,6 @@
 """The official openai SDK against the real server and the real Gemma model."""
+import json
+
 import openai
 import pytest
 import requests
@@ -123,3 +125,15 @@ def test_health_reports_components(live_server):
     assert body["components"]["models"]["count"] >= 1
     assert "gemma3:270m" in body["components"]["models"]["loaded"]
     assert "active_requests" in body
+
+
+def test_a_streamed_completion_with_n_2_streams_both_choices(live_server):
+    """The second choice is submitted mid-stream, inside the request's context."""
+    body = {"prompt": "1, 2, 3,", "max_tokens": 3, "temperature": 0, "n": 2, "stream": True}
+    with requests.post(live_server.url + "/v1/completions", json=body, stream=True, timeout=60) as response:
+        lines = response.iter_lines()
+        events = [line for line in lines if line.startswith(b"data:")]
+    assert events[-1] == b"data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in events[:-1]]
+    assert "error" not in chunks[-1]
+    assert {c["choices"][0]["index"] for c in chunks} == {0, 1}

@@ -1,7 +1,7 @@
 """The grammar checker process: llama.cpp builds each grammar there first, so a crash costs only that process."""
 import pytest
 
-from ollama_server.engine.llama_backend import GrammarChecker
+from ollama_server.engine.grammar_checker import GrammarChecker
 from ollama_server.engine.llama_backend import LlamaBackend
 from ollama_server.engine.types import InvalidRequestError
 

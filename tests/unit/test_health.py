@@ -111,7 +111,7 @@ def test_the_active_model_is_passed_over_when_its_inspection_failed(make_app, tm
     write_header_model(folder / "good.gguf")
     app = make_app(models_dir=[str(folder)])
     services = app.extensions[EXTENSION_KEY]
-    services.active.set("broken:latest")
+    services.store.active.set("broken:latest")
     assert services.catalogue.default().name == "good:latest"
 
 

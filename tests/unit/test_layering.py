@@ -36,3 +36,50 @@ def test_dialects_never_import_llama_cpp_or_the_backend():
     for path in modules("api"):
         for name in imports_of(path):
             assert not name.startswith(("llama_cpp", "ollama_server.engine.llama_backend")), f"{path} imports {name}"
+
+
+def dotted(path: Path) -> str:
+    return "ollama_server." + path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".").removesuffix(
+        ".__init__")
+
+
+# What a dialect may use from the engine: its types and values, never its machinery (pool, runner, backend).
+ENGINE_FOR_DIALECTS = {"ollama_server.engine", "ollama_server.engine.types", "ollama_server.engine.generation",
+                       "ollama_server.engine.snapshot", "ollama_server.engine.records",
+                       "ollama_server.engine.planner", "ollama_server.engine.placement"}
+
+
+def test_dialects_use_engine_types_and_services_only():
+    for path in modules("api"):
+        for name in imports_of(path):
+            if name.startswith("ollama_server.engine"):
+                assert name in ENGINE_FOR_DIALECTS, f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+def test_the_engine_never_imports_monitoring_storage_or_the_dashboard():
+    for path in modules("engine"):
+        for name in imports_of(path):
+            assert not name.startswith(("ollama_server.monitoring", "ollama_server.storage",
+                                        "ollama_server.dashboard")), f"{path.name} imports {name}"
+
+
+def test_monitoring_imports_nothing_from_api():
+    for path in modules("monitoring"):
+        for name in imports_of(path):
+            assert not name.startswith(("ollama_server.api", "ollama_server.dashboard", "flask")), \
+                f"{path.name} imports {name}"
+
+
+def test_models_know_nothing_of_http():
+    for path in modules("models"):
+        for name in imports_of(path):
+            assert not name.startswith(("flask", "werkzeug", "ollama_server.api", "ollama_server.services")), \
+                f"{path.name} imports {name}"
+
+
+def test_nothing_imports_the_dashboard():
+    for path in modules():
+        if dotted(path).startswith("ollama_server.dashboard") or dotted(path) == "ollama_server":
+            continue  # the dashboard itself, and the factory that registers it
+        for name in imports_of(path):
+            assert not name.startswith("ollama_server.dashboard"), f"{path.relative_to(PACKAGE)} imports {name}"

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ollama_server import services as services_module
-from ollama_server.models import managed_store
 from ollama_server.models.partials import expire_partials
 from ollama_server.services import EXTENSION_KEY
 
@@ -126,7 +125,7 @@ def sha(data: bytes) -> str:
 
 
 def blobs_of(app) -> Path:
-    return managed_store.root_for(app.extensions[EXTENSION_KEY].settings.data_dir) / "blobs"
+    return app.extensions[EXTENSION_KEY].store.managed.root / "blobs"
 
 
 @pytest.fixture
@@ -157,6 +156,7 @@ def test_a_pull_first_deletes_abandoned_partials_of_the_store(make_app, server):
 def test_an_expired_partial_of_the_same_source_is_started_over_not_resumed(tmp_path, server):
     """The pull's own stale partial is deleted first, so the download starts from byte 0."""
     from ollama_server.models import pull as pulling
+    from ollama_server.models.managed_store import ManagedStore
     from ollama_server.models.pull_source import plan
 
     url = server.url + "/m.gguf"
@@ -164,35 +164,31 @@ def test_an_expired_partial_of_the_same_source_is_started_over_not_resumed(tmp_p
     stale = partial(store / "blobs", sha(url.encode()), age=2 * 3600, now=time.time())
     stale.write_bytes(server.data[:1000])
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    events = list(pulling.pull(plan("m", url, None), store, allow_private=True, partial_max_age=3600))
+    events = list(pulling.pull(plan("m", url, None), ManagedStore(store), allow_private=True, partial_max_age=3600))
     assert events[-1] == {"status": "success"}
     assert [headers.get("Range") for _, headers in server.requests] == [None]  # no resume asked
 
 
-def test_the_background_loop_expires_partials_when_due_and_every_five_minutes(make_app):
-    """The keep-alive loop's expiry runs when due, then not again for PARTIAL_EXPIRY_INTERVAL_S."""
-    app = make_app(partial_download_max_age=3600)
-    svc = app.extensions[EXTENSION_KEY]
-    blobs = blobs_of(app)
-    first = partial(blobs, "first", age=7200, now=time.time())
-    next_due = svc._expire_partials_when_due(now=1000.0, due=1000.0)
-    assert next_due == 1000.0 + services_module.PARTIAL_EXPIRY_INTERVAL_S == 1300.0
-    assert not first.exists()
-    second = partial(blobs, "second", age=7200, now=time.time())
-    assert svc._expire_partials_when_due(now=1299.0, due=next_due) == next_due
-    assert second.exists()  # not due yet
-    assert svc._expire_partials_when_due(now=1300.0, due=next_due) == 1600.0
-    assert not second.exists()
+def test_the_scheduler_runs_the_expiry_every_five_minutes_once_started(make_app):
+    """The expiry is an APScheduler interval job of PARTIAL_EXPIRY_INTERVAL_S, one instance at a time."""
+    svc = make_app(partial_download_max_age=3600).extensions[EXTENSION_KEY]
+    svc.start(warm=False)
+    try:
+        job = svc.scheduler.get_job("partial-expiry")
+        assert job.trigger.interval.total_seconds() == services_module.PARTIAL_EXPIRY_INTERVAL_S == 300.0
+        assert job.max_instances == 1 and job.coalesce is True
+    finally:
+        svc.close()
 
 
 def test_a_failing_expiry_is_logged_and_the_loop_goes_on(make_app, monkeypatch, caplog):
-    """Housekeeping must not kill the keep-alive thread."""
+    """Housekeeping must not kill the scheduler's job."""
     svc = make_app().extensions[EXTENSION_KEY]
 
     def broken(*args, **kwargs):
         raise PermissionError("blobs not readable")
     monkeypatch.setattr(services_module, "expire_partials", broken)
-    assert svc._expire_partials_when_due(now=5.0, due=0.0) == 305.0
+    svc._expire_partials()
     assert "partial download expiry failed" in caplog.text
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ollama_server.models import managed_store
 from ollama_server.models import pull as pulling
 from ollama_server.models.pull_source import HfRef
 from ollama_server.models.pull_source import PullError
@@ -37,7 +36,7 @@ def app(make_app):
 
 def store_of(app) -> Path:
     from ollama_server.services import EXTENSION_KEY
-    return managed_store.root_for(app.extensions[EXTENSION_KEY].settings.data_dir)
+    return app.extensions[EXTENSION_KEY].store.managed.root
 
 
 def lines(response) -> list[dict]:

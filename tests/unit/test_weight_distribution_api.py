@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollama_server.api.weight_distribution import GPU_KEY
+from ollama_server.services import EXTENSION_KEY
 from ollama_server.api.weight_distribution import placements
 from ollama_server.engine.planner import NO_GPU_NOTE
 from ollama_server.monitoring.gpu import GpuReader
@@ -23,10 +23,7 @@ def build(make_app, tmp_path):
     write_header_model(models / "large.gguf", blocks=12, width=64)
 
     def make(scenario: str = "four_unequal", **overrides):
-        app = make_app(models_dir=[str(models)], **overrides)
-        if scenario:
-            app.extensions[GPU_KEY] = GpuReader(nvml=FakeNvml(scenario))
-        return app
+        return make_app(models_dir=[str(models)], nvml=FakeNvml(scenario) if scenario else None, **overrides)
     return make
 
 
@@ -104,7 +101,7 @@ def test_get_builds_the_real_reader_when_none_was_injected(build):
     app = build(scenario="")
     response = app.test_client().get(URL)
     assert response.status_code == 200
-    assert isinstance(app.extensions[GPU_KEY], GpuReader)
+    assert isinstance(app.extensions[EXTENSION_KEY].gpu, GpuReader)
 
 
 def test_a_lost_gpu_gets_no_layers_and_a_note(build):
@@ -115,8 +112,7 @@ def test_a_lost_gpu_gets_no_layers_and_a_note(build):
 
 
 def test_get_cannot_plan_a_file_without_a_tensor_table(make_app):
-    app = make_app()  # the fixture's placeholder files are not GGUF
-    app.extensions[GPU_KEY] = GpuReader(nvml=FakeNvml("two_unequal"))
+    app = make_app(nvml=FakeNvml("two_unequal"))  # the fixture's placeholder files are not GGUF
     response = app.test_client().get(f"{URL}?model=tiny")
     assert response.status_code == 422
     assert "cannot plan model 'tiny:latest'" in response.get_json()["error"]

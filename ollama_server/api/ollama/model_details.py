@@ -41,9 +41,7 @@ def find(name: Any, param: str = "model") -> ModelSpec:
 
 def info(spec: ModelSpec) -> inspect.ModelInfo:
     """The cached inspection of a model's GGUF (nothing but the size when inspection is switched off)."""
-    if not services().settings.enable_model_inspection:
-        return inspect.ModelInfo(path=spec.path, file_size=spec.size_bytes)
-    return inspect.inspect(spec.path)
+    return services().store.info(spec)
 
 
 def details(spec: ModelSpec) -> dict:

@@ -17,7 +17,6 @@ from ollama_server.api.errors.handlers import install
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
-from ollama_server.models import managed_store
 from ollama_server.models import pull as pulling
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import plan as plan_pull
@@ -63,7 +62,7 @@ def pull_model():
     except PullError as exc:
         raise _api_error(exc) from None
     svc = services()
-    events = pulling.pull(plan, managed_store.root_for(svc.settings.data_dir), svc.settings.allow_private_pull_urls,
+    events = pulling.pull(plan, svc.store.managed, svc.settings.allow_private_pull_urls,
                           insecure=bool(body.insecure), on_success=svc.catalogue.refresh,
                           partial_max_age=svc.settings.partial_download_max_age)
     try:

@@ -23,7 +23,6 @@ from ollama_server.api.ollama.schemas import ShowBody
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
-from ollama_server.engine.engine import Engine
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
@@ -140,7 +139,7 @@ def _serve(kind: str, body, check, has_input: bool, translate) -> Response:
     return _run(kind, engine_request, name, keep_alive, think.show, body.stream is not False)
 
 
-def _load_only(kind: str, engine: Engine, spec: ModelSpec, name: str, keep_alive: Optional[float]) -> Response:
+def _load_only(kind: str, engine, spec: ModelSpec, name: str, keep_alive: Optional[float]) -> Response:
     if keep_alive == 0:
         engine.unload(spec.name)
         return _json(tr.final(kind, name, "unload", None))
@@ -154,8 +153,7 @@ def _run(kind: str, engine_request: GenerateRequest, name: str, keep_alive: Opti
     engine = services().engine
     request_id = client_gone.request_id(str(uuid.uuid4()))
     g.ollama_request_id = request_id
-    generation = engine.submit(engine_request, request_id=request_id)
-    client_gone.cancel_when_client_leaves(generation)
+    generation = client_gone.submit(engine_request, request_id)
     if stream:
         response = Response(_guarded(_lines(kind, generation, name, show_thinking), generation, engine, keep_alive),
                             mimetype="application/x-ndjson")
@@ -172,7 +170,7 @@ def _run(kind: str, engine_request: GenerateRequest, name: str, keep_alive: Opti
     return response
 
 
-def _guarded(lines: Iterator[str], generation: Generation, engine: Engine, keep_alive: Optional[float]):
+def _guarded(lines: Iterator[str], generation: Generation, engine, keep_alive: Optional[float]):
     try:
         yield from lines
     finally:  # finished or the client went away: free the slot, then start the keep-alive clock

@@ -7,6 +7,7 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 from flask import request
+from flask import stream_with_context
 
 from ollama_server.api import client_gone
 from ollama_server.api.errors import ApiError
@@ -36,9 +37,7 @@ def _choice_id(response_id: str, index: int) -> str:
 
 
 def _submit(engine_request: GenerateRequest, request_id: str) -> Generation:
-    generation = services().engine.submit(engine_request, request_id=request_id)
-    client_gone.cancel_when_client_leaves(generation)
-    return generation
+    return client_gone.submit(engine_request, request_id)
 
 
 def _collect_all(engine_requests: list[GenerateRequest], request_id: str) -> list[tuple[Generation, GenerateResult]]:
@@ -63,7 +62,8 @@ def _sse(events: Iterator[str], generations: list[Generation], request_id: str) 
         finally:  # the client went away or we finished: either way, free the slot
             for generation in generations:
                 generation.cancel()
-    response = Response(guarded(), mimetype="text/event-stream")
+    # Later choices (n > 1) are submitted while streaming: the request context must outlive the view.
+    response = Response(stream_with_context(guarded()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     response.headers["X-Request-Id"] = request_id

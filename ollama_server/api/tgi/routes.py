@@ -21,7 +21,6 @@ from ollama_server.api.tgi.schemas import GenerateBody
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import collect
-from ollama_server.models import inspect
 from ollama_server.services import Services
 from ollama_server.services import services
 
@@ -46,8 +45,7 @@ def _submit(svc: Services, body: GenerateBody, stream: bool) -> tuple[Generation
     tr.validate(body, stream)  # before any tokenizing for `truncate`
     engine_request = tr.to_engine_request(body, request.path, stream, _truncated(svc, body))
     request_id = client_gone.request_id(f"tgi-{uuid.uuid4().hex[:24]}")
-    generation = svc.engine.submit(engine_request, request_id=request_id)
-    client_gone.cancel_when_client_leaves(generation)
+    generation = client_gone.submit(engine_request, request_id)
     return generation, request_id
 
 
@@ -82,7 +80,7 @@ def _eos_token(svc: Services, model: str) -> tuple[int, str]:
     spec = svc.catalogue.get(model)
     token_id = 0
     if spec is not None:
-        value = inspect.inspect(spec.path).metadata.get("tokenizer.ggml.eos_token_id", 0)
+        value = svc.store.info(spec).metadata.get("tokenizer.ggml.eos_token_id", 0)
         token_id = value if isinstance(value, int) else 0
     return token_id, facts.eos_text if facts else ""
 

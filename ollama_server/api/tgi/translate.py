@@ -172,7 +172,8 @@ def chunk_tokens(chunk: Chunk) -> Iterator[tuple[dict, list[dict]]]:
     for position, token_id in enumerate(chunk.token_ids):
         entry = chunk.logprobs[position] if position < len(chunk.logprobs) else None
         text = entry.text if entry else (chunk.text if len(chunk.token_ids) == 1 else "")
-        yield token_json(token_id, text, entry.logprob if entry else None, chunk.special), _top_json(entry)
+        # Control tokens end generation and are never emitted as text, so a streamed token is never special.
+        yield token_json(token_id, text, entry.logprob if entry else None), _top_json(entry)
 
 
 @dataclass(frozen=True)
