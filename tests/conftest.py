@@ -65,6 +65,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def children_of(pid: int) -> list[int]:
+    """Child process ids of a process (the gunicorn master's worker, say), from /proc."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 class LiveServer:
     """A real `python -m ollama_server` process on a loopback port."""
 

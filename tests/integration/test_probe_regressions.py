@@ -12,15 +12,11 @@ import pytest
 import requests
 
 from tests.conftest import LiveServer
+from tests.conftest import children_of
 from tests.fakes.file_server import FileServer
 from tests.fakes.file_server import gguf_bytes
 
 pytestmark = pytest.mark.model
-
-
-def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def wait_until(condition, seconds: float = 60, what: str = "condition"):

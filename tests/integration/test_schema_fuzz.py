@@ -14,6 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from tests.conftest import LiveServer
+from tests.conftest import children_of
 
 pytestmark = pytest.mark.model
 COUNTS: collections.Counter = collections.Counter()
@@ -95,11 +96,6 @@ def request_for(dialect: str, schema: dict) -> tuple[str, dict]:
                                  "options": {"num_predict": 4, "temperature": 0}}
     return "/generate", {"inputs": "JSON:", "parameters": {"max_new_tokens": 4,
                                                           "grammar": {"type": "json", "value": schema}}}
-
-
-def children_of(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def peak_rss_bytes(pid: int) -> int:
