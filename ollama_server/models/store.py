@@ -8,6 +8,7 @@ from typing import Iterator
 from typing import Optional
 
 from ollama_server.models import names
+from ollama_server.models import pull as pulling
 from ollama_server.models.active import ActiveModel
 from ollama_server.models.catalogue import Catalogue
 from ollama_server.models.catalogue import ModelSpec
@@ -17,6 +18,7 @@ from ollama_server.models.managed_store import ManagedStore
 from ollama_server.models.once_log import OnceLog
 from ollama_server.models.ollama_store import StoreError
 from ollama_server.models.ollama_store import scan_store
+from ollama_server.models.pull_source import PullPlan
 from ollama_server.models.registered import RegisteredModels
 from ollama_server.models.registered import RegistrationError
 from ollama_server.models.sources import ConfiguredSources
@@ -126,6 +128,11 @@ class ModelStore:
             except StoreError as exc:
                 raise ModelStoreError("forbidden", str(exc)) from None
         self.catalogue.refresh()
+
+    def pull(self, plan: PullPlan, allow_private: bool, insecure: bool, partial_max_age: float) -> Iterator[dict]:
+        """Progress events of a download into the managed store; the catalogue is re-read when it succeeds."""
+        return pulling.pull(plan, self.managed, allow_private, insecure=insecure, on_success=self.catalogue.refresh,
+                            partial_max_age=partial_max_age)
 
     def copy(self, spec: ModelSpec, destination: str) -> None:
         """Copy a model under a new name into the managed store (its GGUF hard-linked, not duplicated)."""

@@ -12,6 +12,8 @@ def imports_of(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            if (PACKAGE.parent / node.module.replace(".", "/")).is_dir():  # `from package import module`
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -83,3 +85,19 @@ def test_nothing_imports_the_dashboard():
             continue  # the dashboard itself, and the factory that registers it
         for name in imports_of(path):
             assert not name.startswith("ollama_server.dashboard"), f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+# What a dialect may use from the model layer: value types and pure helpers; changes go through the store.
+MODELS_FOR_DIALECTS = {"ollama_server.models", "ollama_server.models.catalogue", "ollama_server.models.inspect",
+                       "ollama_server.models.names", "ollama_server.models.gguf", "ollama_server.models.store",
+                       "ollama_server.models.pull_source"}
+
+
+def test_dialects_change_models_only_through_the_store():
+    for folder in ("api/openai", "api/ollama", "api/tgi", "api/vllm"):
+        for path in modules(folder):
+            for name in imports_of(path):
+                if name.startswith("ollama_server.models"):
+                    assert name in MODELS_FOR_DIALECTS, f"{path.relative_to(PACKAGE)} imports {name}"
+                assert not name.startswith(("ollama_server.monitoring", "ollama_server.storage")), \
+                    f"{path.relative_to(PACKAGE)} imports {name}"

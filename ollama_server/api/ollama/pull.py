@@ -17,7 +17,6 @@ from ollama_server.api.errors.handlers import install
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
-from ollama_server.models import pull as pulling
 from ollama_server.models.pull_source import PullError
 from ollama_server.models.pull_source import plan as plan_pull
 from ollama_server.services import services
@@ -62,9 +61,8 @@ def pull_model():
     except PullError as exc:
         raise _api_error(exc) from None
     svc = services()
-    events = pulling.pull(plan, svc.store.managed, svc.settings.allow_private_pull_urls,
-                          insecure=bool(body.insecure), on_success=svc.catalogue.refresh,
-                          partial_max_age=svc.settings.partial_download_max_age)
+    events = svc.store.pull(plan, allow_private=svc.settings.allow_private_pull_urls, insecure=bool(body.insecure),
+                            partial_max_age=svc.settings.partial_download_max_age)
     try:
         first = next(events)  # connects and checks the source: failures so far get a real status
     except Exception as exc:
