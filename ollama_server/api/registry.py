@@ -87,7 +87,7 @@ def active():
     """The model used when a request names none, and whether it was chosen or is the smallest."""
     svc = services()
     chosen = svc.store.active.get()
-    spec = svc.catalogue.default()
+    spec = svc.engine.default_model()
     return jsonify({"active": spec.name if spec else None,
                     "chosen": chosen if chosen and svc.catalogue.get(chosen) else None})
 
@@ -97,7 +97,7 @@ def list_models():
     """The catalogue with each model's source, path, size and inspection summary."""
     svc = services()
     svc.catalogue.refresh()
-    chosen = svc.catalogue.default()
+    chosen = svc.engine.default_model()
     active_name = chosen.name if chosen else None
     return jsonify({"models": [model_entry(spec, active_name) for spec in svc.catalogue.all()],
                     "active": active_name})

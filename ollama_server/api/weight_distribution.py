@@ -143,8 +143,8 @@ class _Context:
 
 
 def _model(name: Optional[str]) -> ModelSpec:
-    catalogue = services().catalogue
-    spec = catalogue.get(name) if name else catalogue.default()
+    svc = services()
+    spec = svc.store.get(name) if name else svc.engine.default_model()
     if spec is None:
         raise ApiError("not_found", f"model '{name}' not found" if name else "no model available")
     return spec

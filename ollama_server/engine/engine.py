@@ -69,6 +69,13 @@ class Engine:
             raise ModelNotFoundError(model)
         return spec
 
+    def default_model(self) -> Optional[ModelSpec]:
+        """The model a request naming none gets now (what listings should call the default), or None."""
+        try:
+            return self.resolve(None)
+        except ModelNotFoundError:
+            return None
+
     def submit(self, request: GenerateRequest, request_id: str | None = None) -> Generation:
         """Validate, tokenize and queue a request; errors are raised here, before any output.
         Every request leaves one record: rejected here, or done / failed / cancelled when it ends."""

@@ -71,9 +71,6 @@ class ModelStore:
     def refresh(self) -> list[ModelSpec]:
         return self.catalogue.refresh()
 
-    def default(self) -> Optional[ModelSpec]:
-        return self.catalogue.default()
-
     def candidates(self) -> Iterator[ModelSpec]:
         return self.catalogue.candidates()
 

@@ -153,3 +153,25 @@ def test_warm_up_falls_back_to_the_next_candidate_when_a_load_fails(make_app, fa
     assert reply.status_code == 200 and reply.get_json()["generated_text"] == "fine"
     assert attempts == ["tiny.gguf", "big.gguf"]
     services.close()
+
+
+def test_listings_name_the_model_requests_really_get_after_a_warm_up_fallback(make_app, fake_backend, tmp_path):
+    """When the smallest model fails to load, /models/active, /models and TGI /info name the fallback."""
+    folder = tmp_path / "fallback"
+    folder.mkdir()
+    write_header_model(folder / "first.gguf", blocks=1)
+    write_header_model(folder / "second.gguf", blocks=4)
+    real_load = fake_backend.load
+
+    def refuse_first(path, options):
+        if path.endswith("first.gguf"):
+            raise RuntimeError("corrupt tensor data")
+        return real_load(path, options)
+    fake_backend.load = refuse_first
+    services, client = warmed_up(make_app(models_dir=[str(folder)]))
+    try:
+        assert client.get("/models/active").get_json()["active"] == "second:latest"
+        assert client.get("/models").get_json()["active"] == "second:latest"
+        assert client.get("/info").get_json()["model_id"] == "second:latest"
+    finally:
+        services.close()

@@ -137,7 +137,7 @@ def compat_generate():
 def model_info():
     """What TGI's /info reports, for the default model (the active one, else the smallest)."""
     svc = services()
-    spec = svc.catalogue.default()
+    spec = svc.engine.default_model()
     if spec is None:
         raise ApiError("unavailable", "no model is available")
     settings = svc.settings
