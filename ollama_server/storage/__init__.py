@@ -1,0 +1,1 @@
+"""SQLite storage through sqlite-utils: the metrics store and its schema."""

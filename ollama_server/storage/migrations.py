@@ -1,0 +1,43 @@
+"""The schema, as named migrations: one function per change, applied in order, each exactly once."""
+from __future__ import annotations
+
+import sqlite_utils
+
+# Names are recorded in `_sqlite_migrations` and identify what a database has already had:
+# never rename or edit an applied migration, add a new one instead.
+migrations = sqlite_utils.Migrations("ollama_server")
+
+
+@migrations()
+def samples(db: sqlite_utils.Database) -> None:
+    """Raw samples: one row per reading; labels are canonical JSON (sorted keys)."""
+    db["samples"].create(
+        {"ts": float, "metric": str, "labels": str, "value": float},
+        not_null={"ts", "metric", "labels", "value"},
+    )
+    # (metric, ts) serves the chart queries; carrying labels and value makes it covering, so a
+    # chart never visits the table. ts alone serves the roll-up scan and pruning, which cut
+    # across every metric by time.
+    db["samples"].create_index(["metric", "ts", "labels", "value"])
+    db["samples"].create_index(["ts"])
+
+
+@migrations()
+def rollups(db: sqlite_utils.Database) -> None:
+    """One-minute roll-ups of the raw samples, kept longer than the raw rows."""
+    # WITHOUT ROWID: rows live in primary-key order, so one series' month is a contiguous range and
+    # the key is not stored twice (sqlite-utils' create() cannot say WITHOUT ROWID, hence the SQL).
+    db.execute("""
+        CREATE TABLE rollups (
+            minute REAL NOT NULL, metric TEXT NOT NULL, labels TEXT NOT NULL, count INTEGER NOT NULL,
+            sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, last REAL NOT NULL,
+            PRIMARY KEY (metric, labels, minute)
+        ) WITHOUT ROWID
+    """)
+    # Pruning, and finding where the roll-ups end, go by minute across all series.
+    db["rollups"].create_index(["minute"])
+
+
+def apply(db: sqlite_utils.Database) -> None:
+    """Apply the pending migrations (none pending: nothing happens)."""
+    migrations.apply(db)
