@@ -31,7 +31,10 @@ from ollama_server.models.partials import expire_partials
 from ollama_server.models.registered import RegisteredModels
 from ollama_server.models.sources import ConfiguredSources
 from ollama_server.models.store import ModelStore
+from ollama_server.monitoring.collector import Monitor
 from ollama_server.monitoring.gpu import GpuReader
+from ollama_server.monitoring.notify import Dispatcher
+from ollama_server.monitoring.setup import build_monitor
 from ollama_server.scheduler import build_scheduler
 from ollama_server.settings import Settings
 
@@ -50,6 +53,8 @@ class Services:
     store: ModelStore
     engine: Engine
     gpu: GpuReader = field(default_factory=GpuReader)  # NVML is touched on first read, never at build time
+    monitor: Optional[Monitor] = None                    # collections, the metrics store, alert evaluation
+    alerts: Optional[Dispatcher] = None                  # delivers alert transitions to their channels
     scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
@@ -77,11 +82,24 @@ class Services:
         # Checked once a second; keep_alive granularity finer than that is not useful.
         self.scheduler.add_job(self._unload_expired, "interval", seconds=1, id="keep-alive",
                                name="unload idle models")
+        if self.monitor is not None:
+            self.scheduler.add_job(self._collect, "interval", seconds=self.settings.metrics_interval,
+                                   next_run_time=datetime.now(timezone.utc), id="collect",
+                                   name="collect metrics and evaluate alerts")
+            self.scheduler.add_job(self.monitor.maintain, "interval",
+                                   seconds=self.settings.metrics_maintenance_interval, id="metrics-maintenance",
+                                   name="roll up and prune the metrics store")
         # Once at start, then every few minutes: the max age is counted in hours, and each look lists blobs/.
         self.scheduler.add_job(self._expire_partials, "interval", seconds=PARTIAL_EXPIRY_INTERVAL_S,
                                next_run_time=datetime.now(timezone.utc), id="partial-expiry",
                                name="delete abandoned partial downloads")
         self.scheduler.start()
+
+    def _collect(self) -> None:
+        try:
+            self.monitor.collect_once()
+        except Exception:  # a broken reader must not stop the next collection
+            log.exception("metrics collection failed")
 
     def _unload_expired(self) -> None:
         try:
@@ -127,6 +145,8 @@ class Services:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.connections.close()
+        if self.alerts is not None:
+            self.alerts.close(wait=False)
         self.engine.close()
 
 
@@ -157,7 +177,9 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
         backend = LlamaBackend()
     store = build_store(settings)
     engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context)
-    return Services(settings=settings, store=store, engine=engine, gpu=GpuReader(nvml=nvml))
+    gpu = GpuReader(nvml=nvml)
+    monitor, alerts = build_monitor(settings, engine, gpu)
+    return Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts)
 
 
 def init_app(app: Flask, built: Services) -> None:

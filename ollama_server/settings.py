@@ -182,6 +182,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest sum of the finite repetition counts in a JSON schema (minItems, maxLength, regex {m,n}, ...)."),
     Setting("max_grammar_bytes", 262144, _at_least(1024, _parse_int),
             "Largest grammar (GBNF text) a constrained-output request may compile to."),
+    Setting("metrics_interval", 5.0, _at_least(0.5, _parse_float),
+            "Seconds between collections of GPU, host and request metrics (and alert evaluations)."),
+    Setting("metrics_db", "", _path, "SQLite file for metrics and alert history (empty: <data_dir>/metrics.db)."),
+    Setting("metrics_raw_retention_hours", 24.0, _at_least(1, _parse_float),
+            "Hours of raw samples kept; charts starting inside this window read them."),
+    Setting("metrics_rollup_retention_days", 30.0, _at_least(1, _parse_float),
+            "Days of 1-minute roll-ups kept; longer charts read them."),
+    Setting("metrics_busy_timeout", 2.0, _at_least(0.01, _parse_float),
+            "Seconds a metrics write waits on a locked database before that collection is skipped."),
+    Setting("metrics_maintenance_interval", 60.0, _at_least(10, _parse_float),
+            "Seconds between roll-up and prune runs of the metrics store."),
+    Setting("metrics_require_key", False, _parse_bool, "With api_key set, /metrics needs the key too."),
+    Setting("alert_rules_file", "", _path,
+            "Alert rules in the seed's format (empty: config/alerts.yaml if present, else the shipped defaults)."),
+    Setting("alert_channels_file", "", _path,
+            "Alert channels: webhooks, e-mail, Alertmanager (empty: config/alerting.yaml if present, else log only)."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -222,6 +238,15 @@ class Settings:
     max_schema_depth: int
     max_schema_repetition: int
     max_grammar_bytes: int
+    metrics_interval: float
+    metrics_db: str
+    metrics_raw_retention_hours: float
+    metrics_rollup_retention_days: float
+    metrics_busy_timeout: float
+    metrics_maintenance_interval: float
+    metrics_require_key: bool
+    alert_rules_file: str
+    alert_channels_file: str
 
     @property
     def effective_threads(self) -> int:

@@ -1,0 +1,58 @@
+"""Builds the monitoring pieces from settings: the metrics store, the alert rules and channels, the Monitor."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ollama_server import paths
+from ollama_server.monitoring.alert_rules import AlertingConfig
+from ollama_server.monitoring.alert_rules import load_alerting
+from ollama_server.monitoring.alert_rules import load_rules
+from ollama_server.monitoring.alerts import Transition
+from ollama_server.monitoring.collector import Monitor
+from ollama_server.monitoring.gpu import GpuReader
+from ollama_server.monitoring.host import HostReader
+from ollama_server.monitoring.notify import Dispatcher
+from ollama_server.monitoring.notify import channels_from
+from ollama_server.settings import Settings
+from ollama_server.settings import SettingsError
+from ollama_server.storage.metrics import MetricsStore
+
+log = logging.getLogger(__name__)
+
+
+def _chosen(explicit: str, name: str, fallback: str = "") -> str:
+    """The explicit file, else config/<name> when present, else the fallback."""
+    if explicit:
+        return explicit
+    candidate = paths.CONFIG_DIR / name
+    return str(candidate) if candidate.exists() else fallback
+
+
+def load_alert_config(settings: Settings) -> tuple[tuple, AlertingConfig]:
+    """Rules and channels from the configured files; an invalid file is a SettingsError naming it."""
+    rules_file = _chosen(settings.alert_rules_file, "alerts.yaml", str(paths.CONFIG_DIR / "alerts.example.yaml"))
+    channels_file = _chosen(settings.alert_channels_file, "alerting.yaml")
+    try:
+        rules = load_rules(rules_file) if rules_file else ()
+        channels = load_alerting(channels_file) if channels_file else AlertingConfig()
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"alert configuration: {exc}") from None
+    return rules, channels
+
+
+def build_monitor(settings: Settings, engine: Any, gpu: GpuReader) -> tuple[Monitor, Dispatcher]:
+    """The Monitor (not started) and the alert dispatcher it feeds."""
+    db = settings.metrics_db or str(Path(settings.data_dir) / "metrics.db")
+    store = MetricsStore(db, raw_window_s=settings.metrics_raw_retention_hours * 3600,
+                         rollup_window_s=settings.metrics_rollup_retention_days * 86400,
+                         busy_timeout_s=settings.metrics_busy_timeout)
+    rules, channels = load_alert_config(settings)
+    dispatcher = Dispatcher(channels_from(channels))
+
+    def deliver(transitions: list[Transition]) -> None:
+        dispatcher.dispatch(transitions)
+
+    monitor = Monitor(engine, gpu, HostReader(data_dir=settings.data_dir), store, rules, on_transitions=deliver)
+    return monitor, dispatcher
