@@ -21,6 +21,12 @@ def modules(folder: str = "") -> list[Path]:
     return sorted((PACKAGE / folder).rglob("*.py"))
 
 
+def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    """`module imports name` for every import under `folder` that starts with a forbidden prefix."""
+    return [f"{path.relative_to(PACKAGE)} imports {name}" for path in modules(folder)
+            for name in sorted(imports_of(path)) if name.startswith(forbidden)]
+
+
 def test_exactly_one_module_imports_llama_cpp():
     users = [p.relative_to(PACKAGE).as_posix() for p in modules()
              if any(name == "llama_cpp" or name.startswith("llama_cpp.") for name in imports_of(p))]
@@ -28,16 +34,11 @@ def test_exactly_one_module_imports_llama_cpp():
 
 
 def test_the_engine_knows_nothing_of_http_or_dialects():
-    for path in modules("engine"):
-        for name in imports_of(path):
-            assert not name.startswith(("flask", "werkzeug", "ollama_server.api", "ollama_server.services")), \
-                f"{path.name} imports {name}"
+    assert offenders("engine", ("flask", "werkzeug", "ollama_server.api", "ollama_server.services")) == []
 
 
 def test_dialects_never_import_llama_cpp_or_the_backend():
-    for path in modules("api"):
-        for name in imports_of(path):
-            assert not name.startswith(("llama_cpp", "ollama_server.engine.llama_backend")), f"{path} imports {name}"
+    assert offenders("api", ("llama_cpp", "ollama_server.engine.llama_backend")) == []
 
 
 def dotted(path: Path) -> str:
@@ -59,24 +60,15 @@ def test_dialects_use_engine_types_and_services_only():
 
 
 def test_the_engine_never_imports_monitoring_storage_or_the_dashboard():
-    for path in modules("engine"):
-        for name in imports_of(path):
-            assert not name.startswith(("ollama_server.monitoring", "ollama_server.storage",
-                                        "ollama_server.dashboard")), f"{path.name} imports {name}"
+    assert offenders("engine", ("ollama_server.monitoring", "ollama_server.storage", "ollama_server.dashboard")) == []
 
 
 def test_monitoring_imports_nothing_from_api():
-    for path in modules("monitoring"):
-        for name in imports_of(path):
-            assert not name.startswith(("ollama_server.api", "ollama_server.dashboard", "flask")), \
-                f"{path.name} imports {name}"
+    assert offenders("monitoring", ("ollama_server.api", "ollama_server.dashboard", "flask")) == []
 
 
 def test_models_know_nothing_of_http():
-    for path in modules("models"):
-        for name in imports_of(path):
-            assert not name.startswith(("flask", "werkzeug", "ollama_server.api", "ollama_server.services")), \
-                f"{path.name} imports {name}"
+    assert offenders("models", ("flask", "werkzeug", "ollama_server.api", "ollama_server.services")) == []
 
 
 def test_nothing_imports_the_dashboard():
