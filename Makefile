@@ -13,7 +13,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 endif
 
-.PHONY: run test install install-dev bench clean
+.PHONY: run test install install-dev system-deps bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -36,8 +36,20 @@ run: install
 	$(PY) -m ollama_server.models.prepare
 	exec $(VENV)/bin/gunicorn -c config/gunicorn.conf.py
 
+## Debian's prometheus (promtool, the server) and prometheus-alertmanager for the Prometheus tests.
+## Installed only as root; elsewhere those tests skip. The package starts a service on :9090 where systemd
+## runs: the tests use ports of their own and never talk to it.
+system-deps:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			prometheus prometheus-alertmanager; \
+	else \
+		echo "system-deps: promtool/prometheus missing and not root (or no apt-get): the Prometheus tests will skip"; \
+	fi
+
 ## Install what tests need and run them.
-test: install-dev
+test: install-dev system-deps
 	$(PY) -m pytest
 
 ## Performance comparison (not part of the tests).

@@ -12,7 +12,9 @@ from ollama_server.services import services
 
 # Liveness and discovery stay open so that probes and load balancers work without the key.
 # Only reads: POST / is TGI's inference route and needs the key like any other.
-PUBLIC_READS = frozenset({"/", "/health", "/api/version", "/version", "/ping"})
+# The Prometheus scrape is one of them unless `metrics_require_key` is set (then it needs the key too).
+METRICS_PATH = "/metrics"
+PUBLIC_READS = frozenset({"/", "/health", "/api/version", "/version", "/ping", METRICS_PATH})
 
 
 def _digest(text: str) -> bytes:
@@ -33,7 +35,8 @@ def init_app(app: Flask) -> None:
         key = services().settings.api_key
         if not key or request.method == "OPTIONS":
             return None
-        if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS:
+        if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS and not (
+                request.path == METRICS_PATH and services().settings.metrics_require_key):
             return None
         if key_matches(request.headers.get("Authorization", ""), key):
             return None
