@@ -32,11 +32,13 @@ from ollama_server.models.registered import RegisteredModels
 from ollama_server.models.sources import ConfiguredSources
 from ollama_server.models.store import ModelStore
 from ollama_server.monitoring.collector import Monitor
+from ollama_server.monitoring.exporter import Exporter
 from ollama_server.monitoring.gpu import GpuReader
 from ollama_server.monitoring.notify import Dispatcher
-from ollama_server.monitoring.setup import build_monitor
+from ollama_server.monitoring.setup import build_monitoring
 from ollama_server.scheduler import build_scheduler
 from ollama_server.settings import Settings
+from ollama_server.storage.alert_events import AlertHistory
 
 EXTENSION_KEY = "ollama_server"
 PARTIAL_EXPIRY_INTERVAL_S = 300.0  # how often the background loop looks for abandoned partial downloads
@@ -55,6 +57,8 @@ class Services:
     gpu: GpuReader = field(default_factory=GpuReader)  # NVML is touched on first read, never at build time
     monitor: Optional[Monitor] = None                    # collections, the metrics store, alert evaluation
     alerts: Optional[Dispatcher] = None                  # delivers alert transitions to their channels
+    exporter: Optional[Exporter] = None                  # /metrics: fed by the monitor, reads its last collection
+    alert_history: Optional[AlertHistory] = None         # every alert transition, in the metrics DB file
     scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
@@ -178,8 +182,10 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
     store = build_store(settings)
     engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context)
     gpu = GpuReader(nvml=nvml)
-    monitor, alerts = build_monitor(settings, engine, gpu)
-    return Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts)
+    monitor, alerts, alert_history = build_monitoring(settings, engine, gpu)
+    exporter = Exporter.for_monitor(monitor)  # registers its observe() as a record listener
+    return Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts,
+                    alert_history=alert_history, exporter=exporter)
 
 
 def init_app(app: Flask, built: Services) -> None:

@@ -12,6 +12,8 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import refusals
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
+    from ollama_server.api.monitoring_routes import bp as monitoring_bp
+    from ollama_server.api.metrics_export import bp as metrics_export_bp
     from ollama_server.api.ollama.manage import bp as ollama_manage_bp
     from ollama_server.api.ollama.pull import bp as ollama_pull_bp
     from ollama_server.api.ollama.routes import bp as ollama_bp
@@ -29,6 +31,7 @@ def register_api(app: Flask) -> None:
     errors.init_app(app)
     client_gone.init_app(app)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_export_bp)
     app.register_blueprint(openai_bp)
     app.register_blueprint(requests_bp)
     app.register_blueprint(ollama_bp)
@@ -38,3 +41,4 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(ollama_pull_bp)
     app.register_blueprint(registry_bp)
     app.register_blueprint(weight_distribution_bp)
+    app.register_blueprint(monitoring_bp)

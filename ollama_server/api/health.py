@@ -29,6 +29,33 @@ def broken_models(svc: Services, loaded: set[str]) -> list[dict]:
     return list(found.values())
 
 
+def metrics_component(svc: Services) -> dict:
+    """Monitoring, informational only (never changes the HTTP status): the last collection time, the metrics
+    store's status ("metrics store: locked, collection skipped" while SQLite is locked) and the GPU reader's
+    availability and reason. No NVML call and no SQLite here: the reader's and store's last known state."""
+    monitor = svc.monitor
+    if monitor is None:
+        return {"status": "off"}
+    latest = monitor.latest
+    store = monitor.store.status() if monitor.store is not None else {"state": "off", "message": "no metrics store"}
+    history = svc.alert_history.status() if svc.alert_history is not None else None
+    gpu = svc.gpu
+    out = {
+        "status": "ok" if latest is not None and store["state"] == "ok" else
+                  ("waiting" if latest is None else store["state"]),
+        "last_collection": (datetime.fromtimestamp(latest.at, timezone.utc).isoformat()
+                            if latest is not None else None),
+        "store": store,
+        "gpu": {"available": bool(latest.gpu_available if latest is not None else gpu.available),
+                "reason": (latest.gpu_reason if latest is not None else gpu.reason) or "",
+                "count": len(latest.gpus) if latest is not None else None,
+                "lost": [g.index for g in latest.gpus if g.lost] if latest is not None else []},
+    }
+    if history is not None:
+        out["alert_history"] = history
+    return out
+
+
 @bp.get("/health")
 def health():
     """Readiness: 200 when requests can be served now (`ok`, or `degraded` when some models or configured
@@ -59,6 +86,7 @@ def health():
             "models": {"count": len(svc.catalogue.all()), "loaded": [m.name for m in snapshot.models],
                        "broken": broken},
             "model_sources": {"status": "error" if bad_paths else "ok", "paths": paths},
+            "metrics": metrics_component(svc),
         },
         "active_requests": snapshot.running + snapshot.waiting,
     }

@@ -25,7 +25,10 @@ KINDS = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "no
 MODEL_PEEK_BYTES = 4096
 
 # Probes and scrapes are not requests to serve: a 503 from /health while loading is no refusal.
-SKIPPED_PATHS = frozenset({"/health", "/metrics"})
+# Probes and monitoring reads: a dashboard polling /gpu on a machine without a GPU (503) must not count as
+# failing requests, or the error-rate alert and the health score would fire on the polling itself.
+SKIPPED_PATHS = frozenset({"/health", "/metrics", "/gpu", "/system", "/api/alerts", "/api/metrics/dashboard",
+                           "/api/metrics/gpu", "/api/metrics/apis", "/api/metrics/optimization"})
 
 # Blueprints that are a dialect; the others (tracking, registry, dashboards) take the dialect of their path.
 BLUEPRINT_DIALECTS = {"openai": "openai", "vllm": "vllm", "ollama": "ollama", "ollama_manage": "ollama",

@@ -36,6 +36,10 @@ class ModelFacts:
     bos_text: str
     eos_text: str
     vocab_size: int
+    # GPU offload, as applied at load: whether this llama.cpp build can offload at all (a CPU-only
+    # build cannot, whatever gpu_layers says), and the n_gpu_layers it was given (-1: all).
+    gpu_offload_supported: bool = False
+    gpu_layers: int = 0
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ class LlamaBatchModel:
             bos_text=self._model.token_get_text(bos) if bos >= 0 else "",
             eos_text=self._model.token_get_text(eos) if eos >= 0 else "",
             vocab_size=self._model.n_vocab(),
+            gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
+            gpu_layers=options.n_gpu_layers,
         )
         self._pieces: dict[int, bytes] = {}
         # Found once at load (~0.3 s for 262k tokens) rather than in the middle of someone's stream.

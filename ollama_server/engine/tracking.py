@@ -32,6 +32,11 @@ class RequestBook:
             for key in finished[:max(0, len(finished) - self.keep_finished)]:
                 del self._by_id[key]  # oldest finished first; live requests are never forgotten
 
+    def live(self) -> list[Generation]:
+        """Every queued or running generation, oldest first."""
+        with self._lock:
+            return [g for g in self._by_id.values() if g.state in LIVE_STATES]
+
     def get(self, request_id: str) -> Optional[Generation]:
         with self._lock:
             return self._by_id.get(request_id)

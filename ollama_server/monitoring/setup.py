@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
+from typing import Callable
 
 from ollama_server import paths
 from ollama_server.monitoring.alert_rules import AlertingConfig
@@ -17,6 +19,7 @@ from ollama_server.monitoring.notify import Dispatcher
 from ollama_server.monitoring.notify import channels_from
 from ollama_server.settings import Settings
 from ollama_server.settings import SettingsError
+from ollama_server.storage.alert_events import AlertHistory
 from ollama_server.storage.metrics import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -42,17 +45,29 @@ def load_alert_config(settings: Settings) -> tuple[tuple, AlertingConfig]:
     return rules, channels
 
 
-def build_monitor(settings: Settings, engine: Any, gpu: GpuReader) -> tuple[Monitor, Dispatcher]:
-    """The Monitor (not started) and the alert dispatcher it feeds."""
+def build_monitoring(settings: Settings, engine: Any, gpu: GpuReader, clock: Callable[[], float] = time.time,
+                     ) -> tuple[Monitor, Dispatcher, AlertHistory]:
+    """The Monitor (not started), the alert dispatcher it feeds and the alert history (same DB file)."""
     db = settings.metrics_db or str(Path(settings.data_dir) / "metrics.db")
-    store = MetricsStore(db, raw_window_s=settings.metrics_raw_retention_hours * 3600,
+    store = MetricsStore(db, clock, raw_window_s=settings.metrics_raw_retention_hours * 3600,
                          rollup_window_s=settings.metrics_rollup_retention_days * 86400,
                          busy_timeout_s=settings.metrics_busy_timeout)
+    history = AlertHistory(db, clock, busy_timeout_s=settings.metrics_busy_timeout)
     rules, channels = load_alert_config(settings)
     dispatcher = Dispatcher(channels_from(channels))
 
     def deliver(transitions: list[Transition]) -> None:
+        # Recorded first: /api/alerts lists a transition even when every receiver is down.
+        # record() never raises for a locked or full database; dispatch() never waits for a receiver.
+        history.record(transitions)
         dispatcher.dispatch(transitions)
 
-    monitor = Monitor(engine, gpu, HostReader(data_dir=settings.data_dir), store, rules, on_transitions=deliver)
+    monitor = Monitor(engine, gpu, HostReader(data_dir=settings.data_dir, clock=clock), store, rules,
+                      on_transitions=deliver, clock=clock)
+    return monitor, dispatcher, history
+
+
+def build_monitor(settings: Settings, engine: Any, gpu: GpuReader) -> tuple[Monitor, Dispatcher]:
+    """The Monitor (not started) and the alert dispatcher it feeds (see build_monitoring)."""
+    monitor, dispatcher, _ = build_monitoring(settings, engine, gpu)
     return monitor, dispatcher

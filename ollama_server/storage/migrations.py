@@ -38,6 +38,20 @@ def rollups(db: sqlite_utils.Database) -> None:
     db["rollups"].create_index(["minute"])
 
 
+@migrations()
+def alert_events(db: sqlite_utils.Database) -> None:
+    """Alert transitions (fired, escalated, resolved...), one row each, for /api/alerts' history."""
+    db["alert_events"].create(
+        {"id": int, "at": float, "alert": str, "labels": str, "old": str, "new": str, "severity": str,
+         "previous_severity": str, "reason": str, "value": float, "threshold": float, "started_at": float,
+         "summary": str},
+        pk="id", not_null={"at", "alert", "labels", "old", "new", "severity", "reason", "started_at"},
+    )
+    # Newest first for the history; (alert, labels, id) finds each alert's last transition.
+    db["alert_events"].create_index(["at"])
+    db["alert_events"].create_index(["alert", "labels", "id"])
+
+
 def apply(db: sqlite_utils.Database) -> None:
     """Apply the pending migrations (none pending: nothing happens)."""
     migrations.apply(db)

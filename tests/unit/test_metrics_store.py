@@ -250,7 +250,7 @@ def test_migrations_applied_twice_change_nothing(tmp_path):
     schema = db.schema
     migrations.apply(db)
     assert db.schema == schema
-    assert [m.name for m in migrations.migrations.applied(db)] == ["samples", "rollups"]
+    assert [m.name for m in migrations.migrations.applied(db)] == ["samples", "rollups", "alert_events"]
     assert migrations.migrations.pending(db) == []
     assert ["metric", "ts"] in [i.columns[:2] for i in db["samples"].indexes]
     assert db["rollups"].pks == ["metric", "labels", "minute"]

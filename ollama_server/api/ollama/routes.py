@@ -23,6 +23,7 @@ from ollama_server.api.ollama.schemas import ShowBody
 from ollama_server.api.streaming import dumps
 from ollama_server.api.streaming import ndjson_line
 from ollama_server.api.validation import parse_body
+from ollama_server.engine import planner
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
@@ -105,9 +106,26 @@ def ps():
         if spec is None:  # removed from disk while loaded
             continue
         entry = {key: value for key, value in _entry(spec).items() if key not in ("modified_at", "error")}
-        models.append({**entry, "expires_at": md.expires_rfc3339(loaded.expires_at), "size_vram": 0,
+        models.append({**entry, "expires_at": md.expires_rfc3339(loaded.expires_at),
+                       "size_vram": size_vram(svc, spec, loaded.context_length),
                        "context_length": loaded.context_length})
     return _json({"models": models})
+
+
+def size_vram(svc, spec: ModelSpec, context_length: int) -> int:
+    """Bytes of a loaded model on GPUs: 0 on a llama.cpp build without GPU offload (or with nothing offloaded);
+    else the offloaded slots as llama.cpp's loader picks them (the last `gpu_layers`, output layer first)
+    from the GGUF's per-layer bytes, plus each offloaded block's KV cache. 0 when the sizes are unknown."""
+    facts = svc.engine.loaded_facts(spec.name)
+    if facts is None or not facts.gpu_offload_supported or facts.gpu_layers == 0:
+        return 0
+    info = svc.store.info(spec)
+    if not info.layer_bytes:
+        return 0
+    kv = planner.kv_bytes_per_layer(info, context_length, svc.settings.parallel_slots)
+    costs = [int(b) + kv for b in info.layer_bytes] + [planner.output_layer_bytes(info)]
+    offloaded = len(costs) if facts.gpu_layers < 0 else min(facts.gpu_layers, len(costs))
+    return sum(costs[len(costs) - offloaded:])
 
 
 # --- generation --------------------------------------------------------------------------------

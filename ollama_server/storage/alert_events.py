@@ -1,0 +1,137 @@
+"""Alert history: every alert transition as a row of `alert_events`, in the metrics database file.
+
+Like the MetricsStore, a locked or full database never raises: a write that cannot be made is
+skipped and reported through `status()` (storage/status.py); a read that fails returns nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from typing import Callable
+from typing import Iterable
+from typing import Optional
+
+import sqlite_utils
+
+from ollama_server.storage import migrations
+from ollama_server.storage.db import BUSY_TIMEOUT_S
+from ollama_server.storage.db import immediate
+from ollama_server.storage.db import open_db
+from ollama_server.storage.status import STORE_ERRORS
+from ollama_server.storage.status import StoreStatus
+from ollama_server.storage.status import WriteResult
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+_COLUMNS = ("id", "at", "alert", "labels", "old", "new", "severity", "previous_severity", "reason", "value",
+            "threshold", "started_at", "summary")
+
+
+def _finite(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _row(t: Any) -> tuple:
+    """One Transition as the columns after `id`."""
+    from ollama_server.monitoring.alertmanager import annotations  # monitoring imports storage, not the reverse
+    return (float(t.at), t.rule.name, json.dumps(dict(t.labels), sort_keys=True, separators=(",", ":")),
+            t.old, t.new, t.severity, t.previous_severity, t.reason, _finite(t.value), _finite(t.threshold),
+            float(t.started_at), annotations(t)["summary"])
+
+
+def _event(row: tuple) -> dict[str, Any]:
+    from ollama_server.monitoring.requests_agg import iso_utc
+    event = dict(zip(_COLUMNS, row))
+    event["labels"] = json.loads(event["labels"] or "{}")
+    event["state"] = "resolved" if event["new"] == "resolved" else "firing"
+    event["time"] = iso_utc(event["at"])
+    event["started"] = iso_utc(event["started_at"])
+    return event
+
+
+class AlertHistory:
+    """`record(transitions)` in, `recent(limit)` and `active()` out; shares the metrics DB file."""
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        self.clock = clock
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._migrated = False
+        self._status = StoreStatus("alert history", clock)
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection (opened and migrated on first use); may raise STORE_ERRORS."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = open_db(self.path, busy_timeout_s=self.busy_timeout_s)
+            try:
+                with self._lock:
+                    if not self._migrated:
+                        migrations.apply(db)
+                        self._migrated = True
+            except BaseException:
+                db.close()
+                raise
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close the calling thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            db.close()
+
+    def status(self) -> dict:
+        """{"state": "ok" | "locked" | "full" | "error", "message", ...} as the MetricsStore's."""
+        return self._status.as_dict()
+
+    def record(self, transitions: Iterable[Any]) -> WriteResult:
+        """Store the transitions (monitoring.alerts.Transition); never raises for a locked or full database."""
+        rows = [_row(t) for t in transitions]
+        if not rows:
+            return WriteResult(True, 0)
+        try:
+            db = self.db
+            with immediate(db):
+                count = db.conn.executemany(
+                    f"INSERT INTO alert_events ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * 12)})",
+                    rows).rowcount
+        except STORE_ERRORS as exc:
+            return self._status.failed("record", exc)
+        self._status.succeeded()
+        return WriteResult(True, count)
+
+    def _read(self, sql: str, params: list) -> list:
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except STORE_ERRORS as exc:
+            log.warning("alert history: read failed, returning no data (%s)", exc)
+            return []
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest `limit` transitions (at most MAX_LIMIT), newest first."""
+        limit = max(0, min(int(limit), MAX_LIMIT))
+        rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM alert_events ORDER BY id DESC LIMIT ?", [limit])
+        return [_event(row) for row in rows]
+
+    def active(self) -> list[dict[str, Any]]:
+        """Alerts whose last recorded transition is not a resolution, by alert name and labels."""
+        rows = self._read(
+            f"SELECT {', '.join(_COLUMNS)} FROM alert_events WHERE id IN "
+            "(SELECT max(id) FROM alert_events GROUP BY alert, labels) AND new != 'resolved' "
+            "ORDER BY alert, labels", [])
+        return [_event(row) for row in rows]
