@@ -96,7 +96,8 @@ class Monitor:
 
     def __init__(self, engine: Any, gpu: GpuReader, host: HostReader, store: Optional[MetricsStore],
                  rules: Iterable[Rule] = (), on_transitions: Optional[Callable[[list[Transition]], None]] = None,
-                 clock: Callable[[], float] = time.time, window_s: float = 300.0, compat_metrics: bool = True):
+                 clock: Callable[[], float] = time.time, window_s: float = 300.0, compat_metrics: bool = True,
+                 history: Any = None):
         self.engine = engine
         self.gpu = gpu
         self.host = host
@@ -105,6 +106,7 @@ class Monitor:
         self.on_transitions = on_transitions
         self.clock = clock
         self.compat_metrics = compat_metrics
+        self.history = history  # alert transitions in SQLite, pruned with the roll-ups' retention
         self.aggregator = RequestAggregator(window_s, clock)
         self.record_listeners: list[Callable[[list[RequestRecord]], None]] = []  # e.g. /metrics histograms
         self.latest: Optional[Collection] = None
@@ -160,6 +162,9 @@ class Monitor:
         return self.store.status()
 
     def maintain(self) -> None:
-        """Roll up and prune the store (its own job: it may hold the write lock for seconds)."""
+        """Roll up and prune the store and the alert history (its own job: it may hold the write lock for seconds)."""
+        now = self.clock()
         if self.store is not None:
-            self.store.maintain(self.clock())
+            self.store.maintain(now)
+            if self.history is not None:
+                self.history.prune(now - self.store.rollup_window_s)

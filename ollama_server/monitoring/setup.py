@@ -63,7 +63,7 @@ def build_monitoring(settings: Settings, engine: Any, gpu: GpuReader, clock: Cal
         dispatcher.dispatch(transitions)
 
     monitor = Monitor(engine, gpu, HostReader(data_dir=settings.data_dir, clock=clock), store, rules,
-                      on_transitions=deliver, clock=clock)
+                      on_transitions=deliver, clock=clock, history=history)
     return monitor, dispatcher, history
 
 

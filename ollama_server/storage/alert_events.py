@@ -115,6 +115,19 @@ class AlertHistory:
         self._status.succeeded()
         return WriteResult(True, count)
 
+    def prune(self, before: float) -> WriteResult:
+        """Forget transitions older than `before`, except each alert's last one (so active() stays right)."""
+        try:
+            db = self.db
+            with immediate(db):
+                count = db.conn.execute(
+                    "DELETE FROM alert_events WHERE at < ? AND id NOT IN "
+                    "(SELECT max(id) FROM alert_events GROUP BY alert, labels)", [before]).rowcount
+        except STORE_ERRORS as exc:
+            return self._status.failed("prune", exc)
+        self._status.succeeded()
+        return WriteResult(True, count)
+
     def _read(self, sql: str, params: list) -> list:
         try:
             return self.db.execute(sql, params).fetchall()

@@ -151,3 +151,22 @@ def test_alert_fires_after_its_duration_and_resolves_end_to_end(make_app, tmp_pa
     finally:
         dispatcher.close(wait=False)
         replaced.close(wait=False)
+
+
+def test_old_transitions_are_pruned_but_each_alerts_last_one_is_kept(tmp_path):
+    """Pruning keeps active() right: an alert still firing from long ago stays listed."""
+    from ollama_server.monitoring.alert_rules import Rule
+    from ollama_server.monitoring.alerts import Transition
+    from ollama_server.storage.alert_events import AlertHistory
+
+    def transition(alert: str, new: str, at: float) -> Transition:
+        rule = Rule(name=alert, metric="cpu_usage", warning=1.0)
+        return Transition(old="pending" if new == "firing" else "firing", new=new, severity="warning", rule=rule,
+                          labels=(), value=2.0, at=at, started_at=at, reason="fired" if new == "firing" else new)
+    history = AlertHistory(tmp_path / "m.db")
+    assert history.record([transition("old_fired", "firing", 10.0), transition("flapped", "firing", 11.0),
+                           transition("flapped", "resolved", 12.0)])
+    assert history.prune(before=100.0)
+    left = {(e["alert"], e["new"]) for e in history.recent(10)}
+    assert left == {("old_fired", "firing"), ("flapped", "resolved")}
+    assert [e["alert"] for e in history.active()] == ["old_fired"]
