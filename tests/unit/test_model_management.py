@@ -320,3 +320,21 @@ def test_hostile_model_ids_in_the_url_are_4xx(client, env, url):
     response = client.get(url, follow_redirects=True)  # werkzeug turns `//` into a redirect first
     assert 400 <= response.status_code < 500
     assert env.snapshot() == before
+
+
+def test_with_inspection_off_no_route_reads_a_gguf_header(make_app, monkeypatch):
+    """enable_model_inspection: false is honoured in one place: GET /models, TGI /info, /api/tags, /api/show,
+    /health and the weight planner never reach the inspector."""
+    from ollama_server.models.inspect import Inspector
+
+    def refuse(self, path):
+        raise AssertionError(f"a GGUF header was read: {path}")
+    monkeypatch.setattr(Inspector, "inspect", refuse)
+    client = make_app(enable_model_inspection=False).test_client()
+    assert client.get("/models").status_code == 200
+    assert client.get("/info").status_code == 200
+    assert client.get("/api/tags").status_code == 200
+    assert client.post("/api/show", json={"model": "tiny"}).status_code == 200
+    assert client.get("/health").status_code in (200, 503)
+    planned = client.get("/api/dashboard/weight-distribution?model=tiny")
+    assert planned.status_code == 422 and "enable_model_inspection" in planned.get_json()["error"]
