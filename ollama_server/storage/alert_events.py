@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import sqlite_utils
 
 from ollama_server.storage import migrations
 from ollama_server.storage.db import BUSY_TIMEOUT_S
+from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
-from ollama_server.storage.db import open_db
 from ollama_server.storage.status import STORE_ERRORS
 from ollama_server.storage.status import StoreStatus
 from ollama_server.storage.status import WriteResult
@@ -66,34 +65,17 @@ class AlertHistory:
         self.path = Path(path)
         self.clock = clock
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._migrated = False
+        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
         self._status = StoreStatus("alert history", clock)
 
     @property
     def db(self) -> sqlite_utils.Database:
-        """This thread's connection (opened and migrated on first use); may raise STORE_ERRORS."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = open_db(self.path, busy_timeout_s=self.busy_timeout_s)
-            try:
-                with self._lock:
-                    if not self._migrated:
-                        migrations.apply(db)
-                        self._migrated = True
-            except BaseException:
-                db.close()
-                raise
-            self._local.db = db
-        return db
+        """This thread's connection (opened, and the schema migrated, on first use); may raise STORE_ERRORS."""
+        return self._connections.get()
 
     def close(self) -> None:
         """Close the calling thread's connection."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            self._local.db = None
-            db.close()
+        self._connections.close()
 
     def status(self) -> dict:
         """{"state": "ok" | "locked" | "full" | "error", "message", ...} as the MetricsStore's."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Callable
 from typing import Iterator
 
 import sqlite_utils
@@ -51,3 +53,40 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         if db.conn.in_transaction:
             db.conn.execute("ROLLBACK")
         raise
+
+
+class PerThreadDatabase:
+    """One connection per thread to one file, opened on first use; `migrate` runs once per process."""
+
+    def __init__(self, path: str | Path, migrate: Callable[[sqlite_utils.Database], None], *,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S):
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._migrate = migrate
+        self._local = threading.local()
+        self._lock = threading.Lock()  # two threads' first opens must not both run the migrations
+        self._migrated = False
+
+    def get(self) -> sqlite_utils.Database:
+        """This thread's connection (opened, and the schema migrated, on first use); may raise
+        sqlite3.OperationalError / OSError (a locked or unwritable file)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = open_db(self.path, busy_timeout_s=self.busy_timeout_s)
+            try:
+                with self._lock:
+                    if not self._migrated:
+                        self._migrate(db)
+                        self._migrated = True
+            except BaseException:
+                db.close()
+                raise
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close the calling thread's connection (other threads' close with their thread)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            self._local.db = None
+            db.close()

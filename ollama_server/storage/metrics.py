@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,8 @@ import sqlite_utils
 
 from ollama_server.storage import migrations
 from ollama_server.storage.db import BUSY_TIMEOUT_S
+from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
-from ollama_server.storage.db import open_db
 from ollama_server.storage.status import STORE_ERRORS
 from ollama_server.storage.status import StoreStatus
 from ollama_server.storage.status import WriteResult
@@ -67,9 +66,7 @@ class MetricsStore:
         self.raw_window_s = raw_window_s
         self.rollup_window_s = rollup_window_s
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
-        self._lock = threading.Lock()  # two threads' first opens must not both run the migrations
-        self._migrated = False
+        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
         self._status = StoreStatus("metrics store", clock)
 
     # -- connections and status -------------------------------------------------------------------
@@ -77,26 +74,11 @@ class MetricsStore:
     @property
     def db(self) -> sqlite_utils.Database:
         """This thread's connection (opened, and the schema migrated, on first use); may raise STORE_ERRORS."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = open_db(self.path, busy_timeout_s=self.busy_timeout_s)
-            try:
-                with self._lock:
-                    if not self._migrated:
-                        migrations.apply(db)
-                        self._migrated = True
-            except BaseException:
-                db.close()
-                raise
-            self._local.db = db
-        return db
+        return self._connections.get()
 
     def close(self) -> None:
-        """Close the calling thread's connection (other threads' close with their thread)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            self._local.db = None
-            db.close()
+        """Close the calling thread's connection."""
+        self._connections.close()
 
     @property
     def last_error(self) -> Optional[str]:
