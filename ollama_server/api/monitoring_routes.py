@@ -23,6 +23,7 @@ from ollama_server.api.errors.dialects import PLAIN
 from ollama_server.api.errors.handlers import install
 from ollama_server.monitoring.collector import Collection
 from ollama_server.monitoring.gpu import GpuSample
+from ollama_server.monitoring.kpis import kpis
 from ollama_server.monitoring.health_score import machine_thermal_status
 from ollama_server.monitoring.health_score import thermal_status
 from ollama_server.monitoring.requests_agg import iso_utc
@@ -220,22 +221,6 @@ def metrics_apis():
     return jsonify({**c.api_health, "collected_at": iso_utc(c.at)})
 
 
-def kpis(c: Collection) -> dict[str, Any]:
-    """§2.8's five KPIs from the last window."""
-    successful = sum(a.successful for a in c.aggregates)
-    failed = sum(a.failed for a in c.aggregates)
-    p95 = max((a.latency_p95_s for a in c.aggregates if a.latency_p95_s is not None), default=None)
-    tokens = [a.tokens_per_second for a in c.aggregates if a.tokens_per_second is not None]
-    utilization = [g.utilization_percent for g in c.gpus if not g.lost and g.utilization_percent is not None]
-    settings = services().settings
-    return {"throughput_tokens_per_second": _r(max(tokens), 2) if tokens else None,
-            "latency_p95_ms": _r(p95 * 1000.0) if p95 is not None else None,
-            "efficiency_gpu_utilization_percent": _r(sum(utilization) / len(utilization)) if utilization else None,
-            "reliability_success_rate_percent": _r(successful / (successful + failed) * 100.0)
-            if successful + failed else None,
-            "scalability_concurrent_capacity": settings.parallel_slots * settings.max_loaded_models}
-
-
 @bp.get("/api/metrics/optimization")
 def metrics_optimization():
     """The hardware optimization score and its prioritized recommendations (§2.8; the scoring is ours)."""
@@ -246,7 +231,7 @@ def metrics_optimization():
         "recommendations": [{"rule": r.rule, "category": r.category, "priority": r.priority,
                              "message": r.message, "impact": r.impact, "inputs": r.inputs}
                             for r in opt.recommendations],
-        "kpis": kpis(c)})
+        "kpis": kpis(c, services().settings)})
 
 
 @bp.get("/gpu")

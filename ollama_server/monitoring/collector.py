@@ -3,6 +3,7 @@ kept as an immutable Collection that /metrics and the JSON APIs read (a scrape n
 SQLite), and written to the metrics store."""
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from ollama_server.storage.metrics import MetricsStore
 from ollama_server.storage.metrics import Sample as StoredSample
 
 log = logging.getLogger(__name__)
+RECENT_ERRORS = 50  # failed/rejected requests kept for the dashboard's "recent errors"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Collection:
     alerts: tuple[tuple[tuple[str, tuple], AlertState], ...]  # ((rule, labels), state) pending or firing
     samples: tuple[catalogue.Sample, ...]
     store_status: dict
+    recent_errors: tuple[RequestRecord, ...] = ()  # newest first: failed and rejected requests, with their ids
 
     @property
     def firing(self) -> list[tuple[tuple[str, tuple], AlertState]]:
@@ -110,6 +113,7 @@ class Monitor:
         self.aggregator = RequestAggregator(window_s, clock)
         self.record_listeners: list[Callable[[list[RequestRecord]], None]] = []  # e.g. /metrics histograms
         self.latest: Optional[Collection] = None
+        self._errors: collections.deque[RequestRecord] = collections.deque(maxlen=RECENT_ERRORS)
         self._states: dict = {}
         self._lock = threading.Lock()  # a manual collect (tests, /api/metrics?refresh) never overlaps the job
 
@@ -119,6 +123,7 @@ class Monitor:
             now = self.clock()
             records, dropped = self.engine.records.since(self.aggregator.last_seq)
             self.aggregator.add(records, dropped)
+            self._errors.extend(r for r in records if r.outcome in ("failed", "rejected"))
             for listener in self.record_listeners:
                 listener(records)
             gpus = tuple(self.gpu.read())
@@ -138,6 +143,7 @@ class Monitor:
             readings = catalogue.samples_from(gpus, host, snapshot, driver_version=self.gpu.driver_version,
                                               cuda_version=self.gpu.cuda_version, health=health,
                                               optimization=tuning.score, compat=self.compat_metrics)
+            readings += catalogue.window_samples_from(aggregates)
             self._states, transitions = evaluate(self.rules, alert_values(readings, host, gpus, error_rate,
                                                                           response_ms), self._states, now)
             if transitions and self.on_transitions is not None:
@@ -152,7 +158,8 @@ class Monitor:
                 driver_version=self.gpu.driver_version, cuda_version=self.gpu.cuda_version, host=host,
                 snapshot=snapshot, aggregates=aggregates, api_health=self.aggregator.api_health(),
                 error_rate_percent=error_rate, response_time_ms=response_ms, health=health, optimization=tuning,
-                alerts=alerts, samples=tuple(readings), store_status=store_status)
+                alerts=alerts, samples=tuple(readings), store_status=store_status,
+                recent_errors=tuple(reversed(self._errors)))
             return self.latest
 
     def _store(self, readings: list[catalogue.Sample], now: float) -> dict:
