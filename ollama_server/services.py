@@ -18,6 +18,8 @@ from flask import current_app
 from ollama_server.connection_watch import ConnectionWatch
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
+from ollama_server.model_benchmark import ModelBenchmarks
+from ollama_server.model_benchmark import build_benchmarks
 from ollama_server.models import managed_store
 from ollama_server.models.active import ActiveModel
 from ollama_server.models.catalogue import Catalogue
@@ -28,6 +30,8 @@ from ollama_server.models.default_model import ensure_default_model
 from ollama_server.models.inspect import Inspector
 from ollama_server.models.managed_store import ManagedStore
 from ollama_server.models.partials import expire_partials
+from ollama_server.models.pull_jobs import PullJobs
+from ollama_server.models.pull_jobs import for_store as pull_jobs_for
 from ollama_server.models.registered import RegisteredModels
 from ollama_server.models.sources import ConfiguredSources
 from ollama_server.models.store import ModelStore
@@ -36,9 +40,13 @@ from ollama_server.monitoring.exporter import Exporter
 from ollama_server.monitoring.gpu import GpuReader
 from ollama_server.monitoring.notify import Dispatcher
 from ollama_server.monitoring.setup import build_monitoring
+from ollama_server.monitoring.setup import metrics_db_path
+from ollama_server.runtime_config.manager import ConfigManager
+from ollama_server.runtime_config.manager import for_services as config_for
 from ollama_server.scheduler import build_scheduler
 from ollama_server.settings import Settings
 from ollama_server.storage.alert_events import AlertHistory
+from ollama_server.storage.alert_silences import AlertSilences
 
 EXTENSION_KEY = "ollama_server"
 PARTIAL_EXPIRY_INTERVAL_S = 300.0  # how often the background loop looks for abandoned partial downloads
@@ -59,6 +67,10 @@ class Services:
     alerts: Optional[Dispatcher] = None                  # delivers alert transitions to their channels
     exporter: Optional[Exporter] = None                  # /metrics: fed by the monitor, reads its last collection
     alert_history: Optional[AlertHistory] = None         # every alert transition, in the metrics DB file
+    silences: Optional[AlertSilences] = None             # alert silences and acknowledgements, same DB file
+    benchmarks: Optional[ModelBenchmarks] = None         # the dashboard's per-model benchmark runs
+    pulls: Optional[PullJobs] = None                     # the dashboard's background pulls
+    config: Optional[ConfigManager] = None               # runtime configuration: versions, presets, rollback
     scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
@@ -73,6 +85,11 @@ class Services:
     @property
     def sources(self) -> ConfiguredSources:
         return self.store.sources
+
+    def apply_settings(self, new: Settings) -> None:
+        """Swap the settings every request reads and have the engine reload its models with them."""
+        self.settings = new
+        self.engine.reconfigure(new)
 
     def start(self, warm: bool = True) -> None:
         """Schedule and start background work (warm-up, keep-alive, partial expiry); called by the serving
@@ -182,10 +199,15 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
     store = build_store(settings)
     engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context)
     gpu = GpuReader(nvml=nvml)
-    monitor, alerts, alert_history = build_monitoring(settings, engine, gpu)
+    silences = AlertSilences(metrics_db_path(settings), busy_timeout_s=settings.metrics_busy_timeout)
+    monitor, alerts, alert_history = build_monitoring(settings, engine, gpu, silences=silences)
     exporter = Exporter.for_monitor(monitor)  # registers its observe() as a record listener
-    return Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts,
-                    alert_history=alert_history, exporter=exporter)
+    made = Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts,
+                    alert_history=alert_history, exporter=exporter, silences=silences,
+                    benchmarks=build_benchmarks(engine, settings, metrics_db_path(settings)),
+                    pulls=pull_jobs_for(store, settings))
+    made.config = config_for(made)  # reads and swaps the built Services' settings
+    return made
 
 
 def init_app(app: Flask, built: Services) -> None:

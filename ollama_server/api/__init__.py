@@ -10,6 +10,8 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import browser_guard
     from ollama_server.api import client_gone
     from ollama_server.api import refusals
+    from ollama_server.api import alert_actions, cost, model_benchmarks, pull_jobs  # the dashboard's actions
+    from ollama_server.api.configure import bp as configure_bp
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
     from ollama_server.api.monitoring_routes import bp as monitoring_bp
@@ -42,3 +44,6 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(registry_bp)
     app.register_blueprint(weight_distribution_bp)
     app.register_blueprint(monitoring_bp)
+    app.register_blueprint(configure_bp)  # runtime configuration
+    for actions in (alert_actions, model_benchmarks, pull_jobs, cost):
+        app.register_blueprint(actions.bp)

@@ -12,6 +12,7 @@ from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.records import RequestLog
 from ollama_server.engine.pool import ModelPool
+from ollama_server.engine.runner import RetiredError
 from ollama_server.engine.schema_limits import SchemaLimits
 from ollama_server.engine.schema_limits import check_grammar_size
 from ollama_server.engine.schema_limits import check_schema
@@ -29,6 +30,7 @@ from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
 
 log = logging.getLogger(__name__)
+RETIRED_RETRIES = 3  # resubmissions of a request whose runner a reload replaced (each swap is one reload)
 
 
 class Engine:
@@ -96,11 +98,7 @@ class Engine:
         spec = self.resolve(request.model)
         grammar = self.grammar_for(request.sampling)  # before loading: a bad schema costs no model load
         runner, load_s = self.pool.runner_for(spec, request.num_ctx)
-        model = runner.model
-        prompt_ids = self._prompt_tokens(model, request)
-        if not prompt_ids:  # nothing to evaluate means no logits to sample from: it would wait forever
-            raise InvalidRequestError("the prompt has no tokens; send at least one", param="prompt")
-        max_tokens = self._max_tokens(request, len(prompt_ids), model.facts.context_length)
+        prompt_ids, max_tokens = self._fit(runner.model, request)
         generation = Generation(request, spec.name, prompt_ids, max_tokens,
                                 deadline=submitted + self.settings.request_timeout, request_id=request_id)
         generation.submitted_at = submitted
@@ -109,12 +107,29 @@ class Engine:
         self.requests.add(generation)  # first: a live request of the same id is refused before queueing
         generation.on_end = self._record_end  # before enqueue: a quick generation may end at once
         try:
-            runner.enqueue(generation)
+            for attempt in range(RETIRED_RETRIES + 1):
+                try:
+                    runner.enqueue(generation)
+                    break
+                except RetiredError:
+                    # A reload swapped the runner after we got it: the new one serves, with its own context.
+                    if attempt == RETIRED_RETRIES:
+                        raise
+                    runner, more_load_s = self.pool.runner_for(spec, request.num_ctx)
+                    generation.load_s += more_load_s
+                    generation.prompt_tokens, generation.max_tokens = self._fit(runner.model, request)
         except EngineError as exc:
             generation.on_end = None  # not an ending: submit() records the rejection
             generation.fail(exc)  # never left looking queued
             raise
         return generation
+
+    def _fit(self, model, request: GenerateRequest) -> tuple[list[int], int]:
+        """(prompt token ids, max tokens) of a request on a loaded model; raises when it does not fit."""
+        prompt_ids = self._prompt_tokens(model, request)
+        if not prompt_ids:  # nothing to evaluate means no logits to sample from: it would wait forever
+            raise InvalidRequestError("the prompt has no tokens; send at least one", param="prompt")
+        return prompt_ids, self._max_tokens(request, len(prompt_ids), model.facts.context_length)
 
     def _record_end(self, generation: Generation) -> None:
         """The record of a generation the engine has let go of."""
@@ -238,6 +253,24 @@ class Engine:
     def unload(self, name: str) -> bool:
         """Unload a model; True if it was loaded."""
         return self.pool.unload(self.resolve(name).name)
+
+    # --- runtime configuration ----------------------------------------------------------------
+    def reconfigure(self, settings: Settings) -> None:
+        """Read `settings` from now on and reload every loaded model with them, without a restart: the old
+        runner serves until the new one is ready, then finishes its generations and stops."""
+        self.settings = settings
+        self.schema_limits = SchemaLimits(settings.max_schema_depth, settings.max_schema_repetition,
+                                          settings.max_grammar_bytes)
+        self.pool.reconfigure(settings)
+
+    def reload_status(self) -> dict:
+        """{"state": "idle" | "reloading", "models": {name: "reloading" | "ready" | "failed: <msg>"},
+        "generation": configurations applied}."""
+        return self.pool.reload_status()
+
+    def wait_for_reload(self, timeout: float) -> bool:
+        """Block until no model is reloading (True), or `timeout` seconds pass (False)."""
+        return self.pool.wait_for_reload(timeout)
 
     # --- state --------------------------------------------------------------------------------
     @property

@@ -1,4 +1,5 @@
-"""ModelPool: the loaded models — loading on demand, LRU eviction, failed-load cooldown, keep-alive, placement."""
+"""ModelPool: the loaded models — loading on demand, LRU eviction, failed-load cooldown, keep-alive, placement,
+and hot reload (new settings: each loaded model is reloaded beside the old runner, which drains then stops)."""
 from __future__ import annotations
 
 import collections
@@ -19,6 +20,7 @@ from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
 
 log = logging.getLogger(__name__)
+RETIRE_GRACE_S = 30.0  # beyond request_timeout, how long a replaced runner may take to finish its generations
 
 
 class ModelPool:
@@ -35,6 +37,12 @@ class ModelPool:
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
         self._loading: set[str] = set()
         self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
+        self._specs: dict[str, ModelSpec] = {}        # name -> spec of its last load, for reloads
+        self._options: dict[str, LoadOptions] = {}    # name -> the options its loaded runner got
+        self._changed = threading.Condition(self._lock)  # reload status changes
+        self._generation = 0                          # configurations applied by reconfigure()
+        self._reloads: dict[str, str] = {}            # name -> "reloading" | "ready" | "failed: ..."
+        self._retiring: set[ModelRunner] = set()      # replaced runners finishing their generations
 
     def has_failed(self, name: str) -> bool:
         """True when the model's last load failed (it is skipped when a request names no model)."""
@@ -94,8 +102,10 @@ class ModelPool:
             self._make_room()
             started = time.monotonic()
             self._loading.add(spec.name)
+            self._specs[spec.name] = spec
+            options = self._load_options(spec, wanted)
             try:
-                model = self.backend.load(spec.path, self._load_options(spec, wanted))
+                model = self.backend.load(spec.path, options)
             except Exception as exc:
                 log.warning("loading %s failed: %s", spec.name, exc)
                 message = f"failed to load model '{spec.name}': {exc}"
@@ -110,6 +120,7 @@ class ModelPool:
             runner.keep_alive_s = None if keep_alive < 0 else keep_alive
             with self._lock:
                 self._runners[spec.name] = runner
+                self._options[spec.name] = options
             log.info("loaded %s in %.2fs (context %d)", spec.name, load_s, model.facts.context_length)
             return runner, load_s
 
@@ -179,8 +190,88 @@ class ModelPool:
         return tuple(states)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Unload every model."""
+        """Unload every model (replaced runners still draining included)."""
         with self._lock:
             runners, self._runners = list(self._runners.values()), collections.OrderedDict()
+            runners += list(self._retiring)
         for runner in runners:
             runner.stop(timeout)
+
+    # --- hot reload ---------------------------------------------------------------------------
+    def reconfigure(self, settings: Settings) -> int:
+        """Use `settings` from now on and reload every loaded (or loading) model in the background;
+        returns the configuration's generation number."""
+        with self._lock:
+            self.settings = settings
+            self._generation += 1
+            generation = self._generation
+            names = list(self._runners) + sorted(self._loading - set(self._runners))
+            self._reloads = {name: "reloading" for name in names}
+            self._changed.notify_all()
+        for name in names:
+            threading.Thread(target=self._reload, args=(name, generation), name=f"reload-{name}",
+                             daemon=True).start()
+        return generation
+
+    def reload_status(self) -> dict:
+        """{"state": "idle" | "reloading", "models": {name: "reloading" | "ready" | "failed: ..."}, "generation"}."""
+        with self._lock:
+            models = dict(self._reloads)
+            generation = self._generation
+        state = "reloading" if "reloading" in models.values() else "idle"
+        return {"state": state, "models": models, "generation": generation}
+
+    def wait_for_reload(self, timeout: float) -> bool:
+        """Block until no model is reloading (True), or `timeout` seconds pass (False)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: "reloading" not in self._reloads.values(), timeout)
+
+    def _reload(self, name: str, generation: int) -> None:
+        """Load `name` anew beside its runner, swap them, then let the old one drain; a failure keeps the old."""
+        with self._load_lock:  # loads compete for the same memory, reloads included
+            with self._lock:
+                if generation != self._generation:
+                    return  # a newer configuration has its own reload of this model
+                old, spec = self._runners.get(name), self._specs.get(name)
+            if old is None or spec is None:
+                self._set_status(generation, name, None)  # unloaded meanwhile: nothing to reload
+                return
+            options = self._load_options(spec, self._wanted_context(spec, None))
+            if options == self._options.get(name):
+                self._set_status(generation, name, "ready")  # nothing it was loaded with has changed
+                return
+            started = time.monotonic()
+            try:
+                model = self.backend.load(spec.path, options)
+            except Exception as exc:  # the old runner keeps serving
+                log.warning("reloading %s failed, the running instance stays: %s", name, exc)
+                self._set_status(generation, name, f"failed: {exc}")
+                return
+            runner = ModelRunner(name, model, self.settings.max_queue, time.monotonic() - started)
+            runner.keep_alive_s = old.keep_alive_s
+            with self._lock:
+                swapped = self._runners.get(name) is old
+                if swapped:  # assigning an existing key keeps its LRU position
+                    self._runners[name] = runner
+                    self._options[name] = options
+                    self._retiring.add(old)
+        if not swapped:  # unloaded while loading: the user's unload wins
+            runner.stop()
+            self._set_status(generation, name, None)
+            return
+        log.info("reloaded %s (context %d); the previous instance drains", name, model.facts.context_length)
+        self._set_status(generation, name, "ready")
+        old.retire(self.settings.request_timeout + RETIRE_GRACE_S)
+        with self._lock:
+            self._retiring.discard(old)
+
+    def _set_status(self, generation: int, name: str, status: Optional[str]) -> None:
+        """Record a reload's outcome unless a newer configuration has taken over (None: forget the model)."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if status is None:
+                self._reloads.pop(name, None)
+            else:
+                self._reloads[name] = status
+            self._changed.notify_all()

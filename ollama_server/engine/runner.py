@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
 
 
+class RetiredError(BusyError):
+    """The runner was replaced by a reloaded one: the engine resubmits to the pool's current runner."""
+
+
 class ModelRunner:
     """Serves the generations queued for one model, `n_slots` at a time, on its own thread."""
 
@@ -41,6 +45,7 @@ class ModelRunner:
         self._waiting: collections.deque[Generation] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._retiring = False  # replaced by a reload: no new work, the work in flight finishes
         self._thread = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -48,6 +53,8 @@ class ModelRunner:
     def enqueue(self, generation: Generation) -> None:
         """Queue a generation, or raise BusyError at once when slots and wait queue are full."""
         with self._cond:
+            if self._retiring:
+                raise RetiredError("model is being reloaded, please try again")
             if self._stopping:
                 raise BusyError("model is unloading, please try again")
             # A request not yet picked up by the engine thread counts once, as waiting.
@@ -88,13 +95,26 @@ class ModelRunner:
         if not self._thread.is_alive():
             self.model.close()
 
+    def retire(self, timeout: float) -> None:
+        """Drain then stop: refuse new work, let queued and running generations finish, then free the model;
+        whatever still runs after `timeout` seconds is stopped as by stop()."""
+        with self._cond:
+            self._retiring = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("%s: generations still running %.0fs after a reload; stopping them", self.name, timeout)
+        self.stop()
+
     # --- the engine thread --------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._cond:
                 while not self._stopping and not self._waiting and self._active_count() == 0:
+                    if self._retiring:
+                        break  # drained: nothing queued, nothing running
                     self._cond.wait()
-                if self._stopping:
+                if self._stopping or (self._retiring and not self._waiting and self._active_count() == 0):
                     break
                 self._drop_cancelled_waiting()
                 # Admission under the lock: a request thread must never see a popped request as neither

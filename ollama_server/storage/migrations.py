@@ -52,6 +52,39 @@ def alert_events(db: sqlite_utils.Database) -> None:
     db["alert_events"].create_index(["alert", "labels", "id"])
 
 
+@migrations()
+def config_versions(db: sqlite_utils.Database) -> None:
+    """Every applied runtime configuration: who, when, what changed, and the full tunable values after it."""
+    db["config_versions"].create(
+        {"id": int, "at": float, "actor": str, "source": str, "changes": str, "values": str, "note": str,
+         "rollback_of": int},
+        pk="id", not_null={"at", "actor", "source", "changes", "values"},
+    )
+
+
+@migrations()
+def alert_silences(db: sqlite_utils.Database) -> None:
+    """Silences and acknowledgements of alerts: an alert (rule + labels) is quiet until `until`."""
+    db["alert_silences"].create(
+        {"id": int, "at": float, "alert": str, "labels": str, "kind": str, "until": float, "actor": str,
+         "comment": str},
+        pk="id", not_null={"at", "alert", "labels", "kind", "actor"},
+    )
+    db["alert_silences"].create_index(["alert", "labels", "id"])
+
+
+@migrations()
+def model_benchmarks(db: sqlite_utils.Database) -> None:
+    """Results of the dashboard's fixed per-model benchmark (prompt and decode tokens/s, TTFT)."""
+    db["model_benchmarks"].create(
+        {"id": int, "at": float, "model": str, "status": str, "prompt_tokens": int, "completion_tokens": int,
+         "prompt_tokens_per_second": float, "decode_tokens_per_second": float, "ttft_s": float,
+         "duration_s": float, "settings": str, "error": str},
+        pk="id", not_null={"at", "model", "status"},
+    )
+    db["model_benchmarks"].create_index(["model", "at"])
+
+
 def apply(db: sqlite_utils.Database) -> None:
     """Apply the pending migrations (none pending: nothing happens)."""
     migrations.apply(db)

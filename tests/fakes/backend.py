@@ -102,6 +102,9 @@ class FakeBackend:
         self.token_delay_s = token_delay_s
         self.gate = threading.Event()
         self.gate.set()
+        self.load_gate = threading.Event()  # clear it to hold loads (a reload in progress, say)
+        self.load_gate.set()
+        self.load_error: Exception | None = None  # when set, loads raise it
         self._lock = threading.Lock()
         self.closed = False
 
@@ -115,6 +118,9 @@ class FakeBackend:
             return self.replies.pop(0) if self.replies else ("", True)
 
     def load(self, path: str, options: LoadOptions) -> FakeModel:
+        self.load_gate.wait()
+        if self.load_error is not None:
+            raise self.load_error
         model = FakeModel(self, path, options)
         self.loaded.append(model)
         return model

@@ -250,7 +250,9 @@ def test_migrations_applied_twice_change_nothing(tmp_path):
     schema = db.schema
     migrations.apply(db)
     assert db.schema == schema
-    assert [m.name for m in migrations.migrations.applied(db)] == ["samples", "rollups", "alert_events"]
+    assert [m.name for m in migrations.migrations.applied(db)] == ["samples", "rollups", "alert_events",
+                                                                    "config_versions", "alert_silences",
+                                                                    "model_benchmarks"]
     assert migrations.migrations.pending(db) == []
     assert ["metric", "ts"] in [i.columns[:2] for i in db["samples"].indexes]
     assert db["rollups"].pks == ["metric", "labels", "minute"]

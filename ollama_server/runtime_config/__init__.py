@@ -1,0 +1,1 @@
+"""Runtime configuration: tunables changed without a restart, presets, versions in SQLite, rollback, previews."""
