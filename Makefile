@@ -13,7 +13,12 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 endif
 
-.PHONY: run test install install-dev system-deps bench clean
+# Playwright drives Debian's /usr/bin/chromium: it must never try to fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+# The dashboard's scripts, pinned in package.json + package-lock.json; reinstalled only when those change.
+JS_STAMP := node_modules/.installed
+
+.PHONY: run test install install-dev system-deps npm-deps js-deps bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -27,25 +32,48 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.runtime
+install: $(VENV)/.runtime js-deps
 
-install-dev: $(VENV)/.dev
+install-dev: $(VENV)/.dev js-deps
+
+## node and npm, to fetch the pinned scripts (Debian's npm brings nodejs). Installed only as root.
+npm-deps:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; \
+	else \
+		echo "npm-deps: node/npm missing and not root (or no apt-get): install npm to fetch the dashboard's scripts" >&2; \
+		exit 1; \
+	fi
+
+# Exactly the lock's versions, no install scripts run (the packages ship ready-made dist/ files).
+$(JS_STAMP): package.json package-lock.json | npm-deps
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+## htmx.org and htmx-ext-ws into node_modules/ (served from node_modules/*/dist/ by the dashboard).
+js-deps: $(JS_STAMP)
 
 ## Install, prepare the default model, serve in the foreground with gunicorn.
 run: install
 	$(PY) -m ollama_server.models.prepare
 	exec $(VENV)/bin/gunicorn -c config/gunicorn.conf.py
 
-## Debian's prometheus (promtool, the server) and prometheus-alertmanager for the Prometheus tests.
-## Installed only as root; elsewhere those tests skip. The package starts a service on :9090 where systemd
+## Debian's prometheus (promtool, the server) and prometheus-alertmanager for the Prometheus tests, and
+## chromium (with a font, so screenshots have glyphs) for the browser tests. Only what is missing is installed,
+## only as root; elsewhere those tests skip. The prometheus package starts a service on :9090 where systemd
 ## runs: the tests use ports of their own and never talk to it.
-system-deps:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+system-deps: npm-deps
+	@missing=""; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null \
+		|| missing="$$missing prometheus prometheus-alertmanager"; \
+	command -v /usr/bin/chromium >/dev/null || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			prometheus prometheus-alertmanager; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else \
-		echo "system-deps: promtool/prometheus missing and not root (or no apt-get): the Prometheus tests will skip"; \
+		echo "system-deps:$$missing missing and not root (or no apt-get): the Prometheus/browser tests will skip"; \
 	fi
 
 ## Install what tests need and run them.
@@ -57,4 +85,4 @@ bench: install-dev
 	$(PY) benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache node_modules

@@ -74,7 +74,8 @@ def children_of(pid: int) -> list[int]:
 class LiveServer:
     """A real `python -m ollama_server` process on a loopback port."""
 
-    def __init__(self, workdir: Path, settings: dict):
+    def __init__(self, workdir: Path, settings: dict, module: str = "ollama_server"):
+        """`module` is what `python -m` runs: a launcher that wraps `ollama_server.__main__.main()`, say."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "service_config.yaml"
@@ -83,7 +84,7 @@ class LiveServer:
         self.log = open(workdir / "server.log", "w")
         env = {**os.environ, "OLLAMA_SERVER_HOME": str(workdir / "home")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ollama_server", "--port", str(self.port), "--config", str(self.config)],
+            [sys.executable, "-m", module, "--port", str(self.port), "--config", str(self.config)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
@@ -98,6 +99,16 @@ class LiveServer:
                 pass
             time.sleep(0.25)
         raise RuntimeError("server did not become ready")
+
+    def get_json(self, path: str):
+        """GET a path; its JSON body, or None when the answer is not a 200."""
+        response = requests.get(self.url + path, timeout=30)
+        return response.json() if response.status_code == 200 else None
+
+    def get_text(self, path: str) -> str:
+        response = requests.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return response.text
 
     def __enter__(self) -> "LiveServer":
         """Wait until ready; a server that never becomes ready is stopped, not leaked."""
