@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app; reads settings, builds services, registers blueprints. Starts nothing."""
     from ollama_server.api import register_api
+    from ollama_server.dashboard import register_dashboard
     from ollama_server.services import build_services
     from ollama_server.services import init_app
 
@@ -30,4 +31,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_app(app, test_config.get("SERVICES") or build_services(settings, test_config.get("BACKEND"),
                                                                   test_config.get("NVML")))
     register_api(app)
+    register_dashboard(app)
     return app

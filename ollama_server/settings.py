@@ -196,6 +196,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_require_key", False, _parse_bool, "With api_key set, /metrics needs the key too."),
     Setting("alert_rules_file", "", _path,
             "Alert rules in the seed's format (empty: config/alerts.yaml if present, else the shipped defaults)."),
+    Setting("dashboard_refresh_seconds", 15.0, _at_least(1, _parse_float),
+            "Seconds between the dashboard's polls of each live fragment (the seed's 15)."),
     Setting("alert_channels_file", "", _path,
             "Alert channels: webhooks, e-mail, Alertmanager (empty: config/alerting.yaml if present, else log only)."),
 )
@@ -246,6 +248,7 @@ class Settings:
     metrics_maintenance_interval: float
     metrics_require_key: bool
     alert_rules_file: str
+    dashboard_refresh_seconds: float
     alert_channels_file: str
 
     @property

@@ -15,6 +15,9 @@ from ollama_server.services import services
 # The Prometheus scrape is one of them unless `metrics_require_key` is set (then it needs the key too).
 METRICS_PATH = "/metrics"
 PUBLIC_READS = frozenset({"/", "/health", "/api/version", "/version", "/ping", METRICS_PATH})
+# The dashboard logs in with the key through its own form and a session cookie (dashboard/session_auth.py);
+# its static files hold no data.
+OWN_LOGIN_PREFIXES = ("/dashboard", "/static/")
 
 
 def _digest(text: str) -> bytes:
@@ -34,6 +37,8 @@ def init_app(app: Flask) -> None:
     def require_key():
         key = services().settings.api_key
         if not key or request.method == "OPTIONS":
+            return None
+        if request.path.startswith(OWN_LOGIN_PREFIXES):
             return None
         if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS and not (
                 request.path == METRICS_PATH and services().settings.metrics_require_key):

@@ -28,8 +28,9 @@ DEFAULT_ORIGINS = re.compile(
 # Methods whose body is parsed; GET, HEAD and OPTIONS bodies are never read by a route.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-# Routes whose body is not JSON and so skip the Content-Type check (a future /dashboard HTML form goes here).
-NON_JSON_PATH_PREFIXES: tuple[str, ...] = ()
+# Routes whose body is not JSON and so skip the Content-Type check: the dashboard's HTML forms (they are
+# CSRF-checked by the dashboard itself, and the Origin check above still applies to them).
+NON_JSON_PATH_PREFIXES: tuple[str, ...] = ("/dashboard/",)
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 

@@ -30,6 +30,9 @@ MODEL_PEEK_BYTES = 4096
 SKIPPED_PATHS = frozenset({"/health", "/metrics", "/gpu", "/system", "/api/alerts", "/api/metrics/dashboard",
                            "/api/metrics/gpu", "/api/metrics/apis", "/api/metrics/optimization"})
 
+# The dashboard's pages and polls are not API requests: they never count in the API metrics.
+DASHBOARD_PREFIX = "/dashboard"
+
 # Blueprints that are a dialect; the others (tracking, registry, dashboards) take the dialect of their path.
 BLUEPRINT_DIALECTS = {"openai": "openai", "vllm": "vllm", "ollama": "ollama", "ollama_manage": "ollama",
                       "ollama_pull": "ollama", "tgi": "tgi"}
@@ -96,7 +99,7 @@ def is_refusal(response: Response) -> bool:
     """True for an error answer to a request the engine never took (the engine records the ones it took)."""
     if response.status_code < 400 or client_gone.reached_engine():
         return False
-    if request.path in SKIPPED_PATHS or request.endpoint == "static":
+    if request.path in SKIPPED_PATHS or request.endpoint == "static" or request.path.startswith(DASHBOARD_PREFIX):
         return False
     return True
 

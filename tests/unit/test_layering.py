@@ -42,8 +42,8 @@ def test_dialects_never_import_llama_cpp_or_the_backend():
 
 
 def dotted(path: Path) -> str:
-    return "ollama_server." + path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".").removesuffix(
-        ".__init__")
+    name = "ollama_server." + path.relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
+    return name.removesuffix(".__init__")
 
 
 # What a dialect may use from the engine: its types and values, never its machinery (pool, runner, backend).
