@@ -51,7 +51,9 @@ def _json(url: str) -> Any:
 def fake_gpu_server(tmp_path_factory) -> Iterator[LiveServer]:
     """The real server (bundled model) whose NVML is four fake GPUs; ready with its default model loaded."""
     workdir = tmp_path_factory.mktemp("fake_gpu_server")
-    settings = {"metrics_interval": 1, "default_context_size": 1024, "parallel_slots": 2, "log_level": "INFO"}
+    # Polls every second (the pages' fragments), pulls from the tests' loopback file server allowed.
+    settings = {"metrics_interval": 1, "default_context_size": 1024, "parallel_slots": 2, "log_level": "INFO",
+                "dashboard_refresh_seconds": 1, "allow_private_pull_urls": "true"}
     with LiveServer(workdir, settings, module="tests.fakes.fake_gpu_launcher") as server:
         wait_until(lambda: (_json(server.url + "/api/ps") or {}).get("models"), timeout=180,
                    message=f"the default model loaded (GET /api/ps); see {server.log.name}")
