@@ -189,6 +189,9 @@ def delete_model():
 def benchmark_model():
     try:
         spec = _spec()
+    except LookupError as exc:  # an unknown model is a 404, as for every other model action
+        return _answer(str(exc), "error", 404)
+    try:
         services().benchmarks.start(spec.name)
     except (LookupError, ValueError, RuntimeError) as exc:
         return _answer(str(exc), "error", 422)

@@ -118,8 +118,9 @@ def _safe_next(target: str) -> str:
 
 def init_app(app: Flask) -> None:
     app.secret_key = load_secret(services_of(app).settings.data_dir)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Strict")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    # Flask's defaults already hold these keys (SameSite None), so setdefault would never take effect.
+    app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Strict"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
 
 
 def services_of(app: Flask):
