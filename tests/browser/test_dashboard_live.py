@@ -163,3 +163,25 @@ def test_a_preset_applies_without_restart_while_a_stream_runs_and_rollback_resto
                timeout=120, message="the old values back after the rollback")
     ps = requests.get(fake_gpu_server.url + "/api/ps", timeout=10).json()["models"]
     assert [m["context_length"] for m in ps if m["name"] == MODEL] == [1024]
+
+
+def test_the_benchmark_button_runs_the_fixed_benchmark_and_keeps_its_result(fake_gpu_server, page):
+    page.goto(fake_gpu_server.url + "/dashboard/models")
+    row = page.locator(f"tr[data-model='{MODEL}']")
+    row.locator("button", has_text="Benchmark").click()
+    result = row.locator("[data-testid=benchmark]")
+    wait_until(lambda: "decode" in result.inner_text(), timeout=180, message="the benchmark's result in the row")
+    text = result.inner_text()
+    assert "prompt" in text and "TTFT" in text and "ago" in text
+    kept = requests.get(f"{fake_gpu_server.url}/api/dashboard/models/{MODEL}/benchmarks", timeout=10).json()
+    assert kept["benchmarks"][0]["decode_tokens_per_second"] > 0
+
+
+def test_the_cost_calculator_recomputes_when_a_field_changes(fake_gpu_server, page):
+    page.goto(fake_gpu_server.url + "/dashboard/optimization")
+    monthly = page.locator("[data-testid=monthly-cost]")
+    before = monthly.inner_text()
+    page.fill("#cost-electricity_price_per_kwh", "0.90")
+    page.locator("#cost-electricity_price_per_kwh").dispatch_event("change")
+    wait_until(lambda: monthly.inner_text() != before, timeout=30, message="a new monthly cost")
+    assert float(monthly.inner_text()) > float(before)  # dearer power, dearer month

@@ -6,6 +6,7 @@ import json
 
 import openai
 import pytest
+import requests
 
 from tests.browser.support import screenshot
 from tests.browser.support import wait_until
@@ -13,6 +14,7 @@ from tests.browser.support import wait_until
 PAGES = (("overview", "/dashboard/"), ("gpu", "/dashboard/gpu"), ("models", "/dashboard/models"),
          ("apis", "/dashboard/apis"), ("config", "/dashboard/config"), ("optimization", "/dashboard/optimization"))
 CHART_PAGES = {"gpu", "apis"}
+MODEL = "gemma3:270m"
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +22,20 @@ def served(fake_gpu_server):
     """The server after a few real requests through the official client, once the collector has seen them."""
     client = openai.OpenAI(base_url=fake_gpu_server.url + "/v1", api_key="unused")
     for question in ("Say hello.", "Name a colour."):
-        client.chat.completions.create(model="gemma3:270m", max_tokens=8,
+        client.chat.completions.create(model=MODEL, max_tokens=8,
                                        messages=[{"role": "user", "content": question}])
-    client.completions.create(model="gemma3:270m", prompt="The sky is", max_tokens=8)
+    client.completions.create(model=MODEL, prompt="The sky is", max_tokens=8)
 
     def seen():
         apis = fake_gpu_server.get_json("/api/metrics/apis")
         return apis and sum(e["total_requests"] for e in apis["endpoints"]) >= 3
     wait_until(seen, timeout=60, message="the requests in /api/metrics/apis")
+    # A benchmark result for the models page and the cost calculator's measured tokens/s.
+    bench = f"/api/dashboard/models/{MODEL}/benchmarks"
+    if not (fake_gpu_server.get_json(bench) or {}).get("latest"):
+        assert requests.post(f"{fake_gpu_server.url}/api/dashboard/models/{MODEL}/benchmark", timeout=30).status_code == 202
+        wait_until(lambda: (fake_gpu_server.get_json(bench) or {}).get("latest"), timeout=180,
+                   message="the benchmark finished")
     return fake_gpu_server
 
 
