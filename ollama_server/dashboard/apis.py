@@ -69,7 +69,7 @@ def charts_data(range_name: str) -> dict[str, Any]:
     monitor = services().monitor
     seconds, step = RANGES[range_name]
     since = time.time() - seconds
-    figures = []
+    series = []
     for metric, title, combine in CHARTS:
         per_api: dict[str, dict[float, list[float]]] = {}
         if monitor is not None and monitor.store is not None:
@@ -78,14 +78,21 @@ def charts_data(range_name: str) -> dict[str, Any]:
                 for t, v in points:
                     per_api.setdefault(api, {}).setdefault(t, []).append(v)
         lines = {api: [(t, combine(vs)) for t, vs in sorted(buckets.items())] for api, buckets in sorted(per_api.items())}
-        figures.append({"id": metric, "json": charts.time_series(metric, lines, f"{title} · last {range_name}")})
-    return {"range": range_name, "ranges": list(RANGES), "figures": figures}
+        series.append((metric, title, lines))
+    return {"range": range_name, "ranges": list(RANGES), "series": series}
+
+
+def with_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """The series as Plotly figures (built only when the fragment is sent)."""
+    figures = [{"id": metric, "json": charts.time_series(metric, lines, f"{title} · last {data['range']}")}
+               for metric, title, lines in data["series"]]
+    return {"range": data["range"], "ranges": data["ranges"], "figures": figures}
 
 
 @bp.get("/apis")
 def apis():
     return render_template("pages/apis.html", table_part=with_version(table_data()),
-                           charts_part=with_version(charts_data(chosen_range())))
+                           charts_part=with_version(charts_data(chosen_range()), with_figures))
 
 
 @bp.get("/partials/api-table")
@@ -95,4 +102,4 @@ def api_table_partial():
 
 @bp.get("/partials/api-charts")
 def api_charts_partial():
-    return render_fragment("api_charts", charts_data(chosen_range()))
+    return render_fragment("api_charts", charts_data(chosen_range()), with_figures)

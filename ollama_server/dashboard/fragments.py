@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from datetime import timezone
 from typing import Any
+from typing import Callable
 from typing import Optional
 
 from flask import make_response
@@ -22,20 +23,22 @@ def version_of(data: Any) -> str:
     return hashlib.blake2s(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def render_fragment(name: str, data: dict[str, Any]):
-    """`partials/<name>.html` with `data` and its version; 204 when the caller already has this version."""
+def render_fragment(name: str, data: dict[str, Any], expand: Optional[Callable[[dict], dict]] = None):
+    """`partials/<name>.html` with `data` and its version; 204 when the caller already has this version.
+    `expand(data)` adds what is costly to build from the data (chart figures): skipped on a 204."""
     version = version_of(data)
     if request.args.get("v") == version:
         return "", 204
-    response = make_response(render_template(f"partials/{name}.html", part={**data, "version": version}))
+    context = expand(data) if expand is not None else data
+    response = make_response(render_template(f"partials/{name}.html", part={**context, "version": version}))
     response.headers["Vary"] = "HX-Request"
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def with_version(data: dict[str, Any]) -> dict[str, Any]:
-    """The data plus its version, for a page that includes the fragment on first render."""
-    return {**data, "version": version_of(data)}
+def with_version(data: dict[str, Any], expand: Optional[Callable[[dict], dict]] = None) -> dict[str, Any]:
+    """The data (expanded) plus its version, for a page that includes the fragment on first render."""
+    return {**(expand(data) if expand is not None else data), "version": version_of(data)}
 
 
 def iso(ts: Optional[float]) -> Optional[str]:

@@ -64,29 +64,33 @@ def chosen_range() -> str:
 
 
 def history_data(range_name: str) -> dict[str, Any]:
-    """One figure per metric, one line per GPU, from the store (roll-ups beyond the raw window)."""
+    """One line per GPU per metric, from the store (roll-ups beyond the raw window); figures come later."""
     store = services().monitor.store if services().monitor is not None else None
     seconds, step = RANGES[range_name]
     since = time.time() - seconds
-    figures = []
+    series = []
     for metric, title, threshold in HISTORY:
         lines = {}
         if store is not None:
             for labels_json, points in store.series_by_labels(metric, since, step).items():
                 labels = json.loads(labels_json)
                 lines[f"GPU {labels.get('gpu', '?')}"] = points
-        figures.append({"id": metric, "json": charts.time_series(metric, dict(sorted(lines.items())),
-                                                                 f"{title} · last {range_name}", threshold)})
-    return {"range": range_name, "ranges": list(RANGES), "figures": figures,
-            # charts change every collection anyway; the bucket start keeps the version stable between buckets
-            "bucket": int(time.time() // step)}
+        series.append((metric, title, threshold, dict(sorted(lines.items()))))
+    return {"range": range_name, "ranges": list(RANGES), "series": series}
+
+
+def with_figures(data: dict[str, Any]) -> dict[str, Any]:
+    """The history with its Plotly figures (built only when the fragment is sent)."""
+    figures = [{"id": metric, "json": charts.time_series(metric, lines, f"{title} · last {data['range']}", threshold)}
+               for metric, title, threshold, lines in data["series"]]
+    return {"range": data["range"], "ranges": data["ranges"], "figures": figures}
 
 
 @bp.get("/gpu")
 def gpu():
     range_name = chosen_range()
     return render_template("pages/gpu.html", now_part=with_version(gpus_data()),
-                           history_part=with_version(history_data(range_name)))
+                           history_part=with_version(history_data(range_name), with_figures))
 
 
 @bp.get("/partials/gpus")
@@ -96,4 +100,4 @@ def gpus_partial():
 
 @bp.get("/partials/gpu-history")
 def gpu_history_partial():
-    return render_fragment("gpu_history", history_data(chosen_range()))
+    return render_fragment("gpu_history", history_data(chosen_range()), with_figures)

@@ -52,7 +52,9 @@ def loaded_models() -> list[dict[str, Any]]:
         spec = svc.store.get(state.name)
         rows.append({"name": state.name, "context_length": state.context_length, "running": state.running,
                      "waiting": state.waiting, "size_bytes": spec.size_bytes if spec else None,
-                     "loaded_at": state.loaded_at, "expires_at": state.expires_at,
+                     # to the minute: expires_at is recomputed on every read and would change each poll
+                     "loaded_at": state.loaded_at,
+                     "expires_at": math.ceil(state.expires_at / 60) * 60 if state.expires_at else None,
                      # whole minutes: a countdown in seconds would change the fragment on every poll
                      "expires_in_min": max(0, math.ceil((state.expires_at - time.time()) / 60))
                      if state.expires_at else None})

@@ -87,3 +87,16 @@ def test_an_export_link_downloads_the_table_as_csv_and_json(served, page):
     assert len(text.splitlines()) == 5
     rows = json.loads(served.get_text("/dashboard/export/gpus.json"))
     assert [row["index"] for row in rows] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name,path", PAGES, ids=[name for name, _ in PAGES])
+def test_the_page_fits_a_phone_screen(served, page, name, path):
+    """390 px wide: nothing but a table's own scroll box may be wider than the screen."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(served.url + path)
+    page.wait_for_load_state("load")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+    assert page.locator("nav a").count() == 6
+    if name == "overview":
+        screenshot(page, "overview-phone")

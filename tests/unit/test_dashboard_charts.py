@@ -65,14 +65,6 @@ def test_a_threshold_is_a_dashed_line_with_its_label():
     assert "critical 80 °C" in [a["text"] for a in spec["layout"]["annotations"]]
 
 
-def test_bars_and_stacked_splits_are_valid_figures():
-    bars = figure(charts.bars("Decode", ["tiny", "big"], [12.5, None], "tokens/s"))
-    assert list(bars["data"][0]["x"]) == ["tiny", "big"] and list(bars["data"][0]["y"]) == [12.5, None]
-    stacked = figure(charts.stacked_split("Split", ["GPU 0", "GPU 1"], {"weights": [4.0, 2.0], "kv": [1.0, 0.5]},
-                                          "GiB"))
-    assert [t["name"] for t in stacked["data"]] == ["weights", "kv"] and stacked["layout"]["barmode"] == "stack"
-
-
 def test_the_gpu_page_embeds_figures_that_parse_as_json(make_app):
     app = make_app(nvml=FakeNvml("four_detailed"))
     app.extensions["ollama_server"].monitor.collect_once()
