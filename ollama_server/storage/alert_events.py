@@ -8,22 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Iterable
 from typing import Optional
 
-import sqlite_utils
 
-from ollama_server.storage import migrations
-from ollama_server.storage.db import BUSY_TIMEOUT_S
-from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
 from ollama_server.storage.status import STORE_ERRORS
-from ollama_server.storage.status import StoreStatus
 from ollama_server.storage.status import WriteResult
+from ollama_server.storage.shared_file import SharedFileStore
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +50,10 @@ def _event(row: tuple) -> dict[str, Any]:
     return event
 
 
-class AlertHistory:
+class AlertHistory(SharedFileStore):
     """`record(transitions)` in, `recent(limit)` and `active()` out; shares the metrics DB file."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
-                 busy_timeout_s: float = BUSY_TIMEOUT_S):
-        self.path = Path(path)
-        self.clock = clock
-        self.busy_timeout_s = busy_timeout_s
-        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
-        self._status = StoreStatus("alert history", clock)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection (opened, and the schema migrated, on first use); may raise STORE_ERRORS."""
-        return self._connections.get()
-
-    def close(self) -> None:
-        """Close the calling thread's connection."""
-        self._connections.close()
-
-    def status(self) -> dict:
-        """{"state": "ok" | "locked" | "full" | "error", "message", ...} as the MetricsStore's."""
-        return self._status.as_dict()
+    label = "alert history"
 
     def record(self, transitions: Iterable[Any]) -> WriteResult:
         """Store the transitions (monitoring.alerts.Transition); never raises for a locked or full database."""

@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Iterable
 from typing import Mapping
 from typing import Optional
 
-import sqlite_utils
 
-from ollama_server.storage import migrations
-from ollama_server.storage.db import BUSY_TIMEOUT_S
-from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
 from ollama_server.storage.status import STORE_ERRORS
-from ollama_server.storage.status import StoreStatus
+from ollama_server.storage.shared_file import SharedFileStore
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +42,10 @@ def _entry(row: tuple) -> dict[str, Any]:
     return entry
 
 
-class AlertSilences:
+class AlertSilences(SharedFileStore):
     """silence / acknowledge / expire / unsilence in; active() and state_of() out; shares the metrics DB."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
-                 busy_timeout_s: float = BUSY_TIMEOUT_S):
-        self.path = Path(path)
-        self.clock = clock
-        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
-        self._status = StoreStatus("alert silences", clock)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection; may raise STORE_ERRORS."""
-        return self._connections.get()
-
-    def close(self) -> None:
-        """Close the calling thread's connection."""
-        self._connections.close()
-
-    def status(self) -> dict:
-        """{"state": "ok" | "locked" | "full" | "error", ...} as the other stores'."""
-        return self._status.as_dict()
+    label = "alert silences"
 
     # --- writes -------------------------------------------------------------------------------
     def _insert(self, alert: str, labels: Mapping[str, str], kind: str, until: Optional[float], actor: str,

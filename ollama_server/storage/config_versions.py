@@ -6,23 +6,17 @@ not applied, so that every configuration that ever ran can be rolled back to.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from datetime import timezone
-from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Mapping
 from typing import Optional
 
-import sqlite_utils
 
-from ollama_server.storage import migrations
-from ollama_server.storage.db import BUSY_TIMEOUT_S
-from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
 from ollama_server.storage.status import STORE_ERRORS
 from ollama_server.storage.status import error_kind
+from ollama_server.storage.shared_file import SharedFileStore
 
 MAX_LIMIT = 1000
 _COLUMNS = ("id", "at", "actor", "source", "changes", "values", "note", "rollback_of")
@@ -50,23 +44,10 @@ def _version(row: tuple) -> dict[str, Any]:
     return version
 
 
-class ConfigVersions:
+class ConfigVersions(SharedFileStore):
     """`record(...)` in, `list(limit)`, `get(id)` and `latest()` out; shares the metrics DB file."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
-                 busy_timeout_s: float = BUSY_TIMEOUT_S):
-        self.path = Path(path)
-        self.clock = clock
-        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection (opened, and the schema migrated, on first use); may raise STORE_ERRORS."""
-        return self._connections.get()
-
-    def close(self) -> None:
-        """Close the calling thread's connection."""
-        self._connections.close()
+    label = "configuration versions"
 
     def record(self, actor: str, source: str, changes: Mapping[str, Any], values: Mapping[str, Any],
                note: str = "", rollback_of: Optional[int] = None) -> dict[str, Any]:

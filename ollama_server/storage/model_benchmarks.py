@@ -7,20 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from pathlib import Path
 from typing import Any
-from typing import Callable
 from typing import Optional
 
-import sqlite_utils
 
-from ollama_server.storage import migrations
-from ollama_server.storage.db import BUSY_TIMEOUT_S
-from ollama_server.storage.db import PerThreadDatabase
 from ollama_server.storage.db import immediate
 from ollama_server.storage.status import STORE_ERRORS
-from ollama_server.storage.status import StoreStatus
+from ollama_server.storage.shared_file import SharedFileStore
 
 log = logging.getLogger(__name__)
 MAX_LIMIT = 1000
@@ -36,28 +29,10 @@ def _result(row: tuple) -> dict[str, Any]:
     return result
 
 
-class BenchmarkStore:
+class BenchmarkStore(SharedFileStore):
     """`add(result)` in; `latest(model)` and `history(model, limit)` out; shares the metrics DB file."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
-                 busy_timeout_s: float = BUSY_TIMEOUT_S):
-        self.path = Path(path)
-        self.clock = clock
-        self._connections = PerThreadDatabase(self.path, migrations.apply, busy_timeout_s=busy_timeout_s)
-        self._status = StoreStatus("model benchmarks", clock)
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's connection; may raise STORE_ERRORS."""
-        return self._connections.get()
-
-    def close(self) -> None:
-        """Close the calling thread's connection."""
-        self._connections.close()
-
-    def status(self) -> dict:
-        """{"state": "ok" | "locked" | "full" | "error", ...} as the other stores'."""
-        return self._status.as_dict()
+    label = "model benchmarks"
 
     def add(self, result: dict[str, Any]) -> Optional[int]:
         """Store one result (the _COLUMNS after id; `at` defaults to now); its id, None when not stored."""
