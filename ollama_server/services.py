@@ -206,7 +206,7 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
                     alert_history=alert_history, exporter=exporter, silences=silences,
                     benchmarks=build_benchmarks(engine, settings, metrics_db_path(settings)),
                     pulls=pull_jobs_for(store, settings))
-    made.config = config_for(made)  # reads and swaps the built Services' settings
+    made.config = config_for(made, metrics_db_path(settings))  # reads and swaps the built Services' settings
     return made
 
 

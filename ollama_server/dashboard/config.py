@@ -61,7 +61,21 @@ def panel_data(form: Optional[dict[str, str]] = None, preview: Optional[dict] = 
 
 
 def status_data() -> dict[str, Any]:
-    return {"reload": manager().reload_status(), "current": as_form(manager().current())}
+    """What runs now, the reload's progress, and what differs from the startup values (a restart brings
+    those back: the config file and environment are the source of truth at start)."""
+    m = manager()
+    current, startup = m.current(), m.startup()
+    differs = {name: startup[name] for name in FIELDS if current[name] != startup[name]}
+    yaml_keys = {"context_size": "default_context_size"}
+    snippet = "\n".join(f"{yaml_keys.get(name, name)}: {_yaml(current[name])}" for name in differs)
+    return {"reload": m.reload_status(), "current": as_form(current), "startup": as_form(startup),
+            "differs": list(differs), "yaml": snippet}
+
+
+def _yaml(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{share:g}" for share in value) or '""'
+    return str(value)
 
 
 @table("config_versions")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 from typing import Callable
 from typing import Mapping
@@ -53,6 +52,10 @@ class ConfigManager:
     def current(self) -> dict[str, Any]:
         """The tunables running now, by seed name."""
         return current_values(self._get())
+
+    def startup(self) -> dict[str, Any]:
+        """The tunables the process started with (the config file and environment): what a restart brings back."""
+        return dict(self._startup)
 
     def reload_status(self) -> dict:
         """The engine's reload progress for the last applied configuration."""
@@ -162,9 +165,8 @@ class ConfigManager:
         return out
 
 
-def for_services(svc: Any) -> ConfigManager:
-    """The manager of a Services: its settings read and swapped through it, versions in the metrics DB file."""
-    settings = svc.settings
-    path = settings.metrics_db or str(Path(settings.data_dir) / "metrics.db")  # the metrics store's file
-    versions = ConfigVersions(path, busy_timeout_s=settings.metrics_busy_timeout)
+def for_services(svc: Any, db_path: str) -> ConfigManager:
+    """The manager of a Services: its settings read and swapped through it, versions in `db_path` (the
+    metrics DB file)."""
+    versions = ConfigVersions(db_path, busy_timeout_s=svc.settings.metrics_busy_timeout)
     return ConfigManager(lambda: svc.settings, svc.apply_settings, versions, svc.gpu, svc.store, svc.engine)

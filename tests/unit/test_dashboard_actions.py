@@ -77,6 +77,16 @@ def test_a_good_apply_changes_the_running_settings_and_records_a_version(dash):
     assert re.search(r'data-field="context_size">512<', status)
 
 
+def test_a_run_time_change_says_a_restart_brings_the_file_values_back_and_gives_the_yaml(dash):
+    assert "restart-notice" not in dash.client.get("/dashboard/partials/config-status").text
+    dash.post("/dashboard/actions/config/apply", {**dash.running_form(), "context_size": "512"})
+    status = dash.client.get("/dashboard/partials/config-status").text
+    assert 'data-testid="restart-notice"' in status and "default_context_size: 512" in status
+    rollback_to = svc(dash.app).config.versions()[-1]["id"]  # the startup values
+    dash.post("/dashboard/actions/config/rollback", {"version": str(rollback_to)})
+    assert "restart-notice" not in dash.client.get("/dashboard/partials/config-status").text
+
+
 def test_a_preset_fills_the_form_with_its_values_and_does_not_apply_them(dash):
     before = svc(dash.app).settings
     response = dash.post("/dashboard/actions/config/preset", {"preset": "high_performance"})
