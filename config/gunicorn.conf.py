@@ -18,8 +18,18 @@ errorlog = "-"
 
 
 def post_worker_init(worker):
-    """Start background work in the worker only, once (never on import, never in the master)."""
-    worker.wsgi.extensions["ollama_server"].start()
+    """Start background work in the worker only, once (never on import, never in the master); on SIGTERM,
+    tell open-ended streams (the dashboard's websockets) to end, so the graceful stop waits only for requests."""
+    import signal
+
+    services = worker.wsgi.extensions["ollama_server"]
+    services.start()
+    stop = worker.handle_exit  # gunicorn installed it before this hook runs; chain to it
+
+    def handle_exit(sig, frame):
+        services.stopping.set()
+        stop(sig, frame)
+    signal.signal(signal.SIGTERM, handle_exit)
 
 
 def worker_exit(server, worker):

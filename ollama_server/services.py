@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -76,6 +77,8 @@ class Services:
     warming: bool = False
     warm_error: Optional[str] = None
     warm_failures: dict = field(default_factory=dict)  # model name -> load error, of candidates warm-up passed over
+    # Set when the server begins to stop: endless streams (dashboard websockets) end, requests finish.
+    stopping: threading.Event = field(default_factory=threading.Event)
     _started: bool = field(default=False, repr=False)
 
     @property
@@ -163,6 +166,7 @@ class Services:
 
     def close(self) -> None:
         """Stop background work and the engine (unloads models)."""
+        self.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.connections.close()

@@ -22,10 +22,11 @@ sock = Sock()  # routes on the dashboard blueprint: its login guard runs before 
 @sock.route("/ws/progress", bp=bp)
 def progress_socket(ws):
     """Send the active-requests fragment on connect and after each change; closes when the service stops."""
-    engine = services().engine
+    svc = services()
     last, quiet = None, 0.0
     try:
-        while not engine.snapshot().closing:
+        # Ends when the server begins to stop (SIGTERM) or the engine closes: a browser never hangs up.
+        while not svc.stopping.is_set() and not svc.engine.snapshot().closing:
             rows = active_requests()
             version = version_of(rows)
             if version != last:
