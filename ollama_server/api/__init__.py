@@ -11,15 +11,18 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import client_gone
     from ollama_server.api import refusals
     from ollama_server.api import alert_actions, cost, model_benchmarks, pull_jobs  # the dashboard's actions
+    from ollama_server.api.anthropic.routes import bp as anthropic_bp
     from ollama_server.api.configure import bp as configure_bp
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
     from ollama_server.api.monitoring_routes import bp as monitoring_bp
     from ollama_server.api.metrics_export import bp as metrics_export_bp
+    from ollama_server.api.ollama.embed import bp as ollama_embed_bp
     from ollama_server.api.ollama.manage import bp as ollama_manage_bp
     from ollama_server.api.ollama.pull import bp as ollama_pull_bp
     from ollama_server.api.ollama.routes import bp as ollama_bp
     from ollama_server.api.registry import bp as registry_bp
+    from ollama_server.api.openai.embeddings import bp as openai_embeddings_bp
     from ollama_server.api.openai.routes import bp as openai_bp
     from ollama_server.api.requests import bp as requests_bp
     from ollama_server.api.tgi.routes import bp as tgi_bp
@@ -35,6 +38,9 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_export_bp)
     app.register_blueprint(openai_bp)
+    app.register_blueprint(openai_embeddings_bp)
+    app.register_blueprint(ollama_embed_bp)
+    app.register_blueprint(anthropic_bp)  # Anthropic Messages under /v1/messages
     app.register_blueprint(requests_bp)
     app.register_blueprint(ollama_bp)
     app.register_blueprint(tgi_bp)

@@ -1,4 +1,7 @@
-"""Optional API key: `Authorization: Bearer <key>` on inference and admin routes (vLLM's rules)."""
+"""Optional API key: `Authorization: Bearer <key>` on inference and admin routes (vLLM's rules).
+
+Anthropic's routes (/v1/messages...) also take it as `x-api-key`, as Anthropic's clients send it, and
+refuse in Anthropic's error shape."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +11,8 @@ from flask import Flask
 from flask import jsonify
 from flask import request
 
+from ollama_server.api.errors import ApiError
+from ollama_server.api.errors.dialects import ANTHROPIC
 from ollama_server.services import services
 
 # Liveness and discovery stay open so that probes and load balancers work without the key.
@@ -18,6 +23,7 @@ PUBLIC_READS = frozenset({"/", "/health", "/api/version", "/version", "/ping", M
 # The dashboard logs in with the key through its own form and a session cookie (dashboard/session_auth.py);
 # its static files hold no data.
 OWN_LOGIN_PREFIXES = ("/dashboard", "/static/")
+ANTHROPIC_PREFIX = "/v1/messages"
 
 
 def _digest(text: str) -> bytes:
@@ -30,6 +36,11 @@ def key_matches(header: str, key: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(_digest(token.strip()), _digest(key))
+
+
+def api_key_matches(header: str, key: str) -> bool:
+    """True when an `x-api-key` header is the key; constant-time on digests."""
+    return bool(header.strip()) and hmac.compare_digest(_digest(header.strip()), _digest(key))
 
 
 def init_app(app: Flask) -> None:
@@ -45,4 +56,8 @@ def init_app(app: Flask) -> None:
             return None
         if key_matches(request.headers.get("Authorization", ""), key):
             return None
+        if request.path.startswith(ANTHROPIC_PREFIX):
+            if api_key_matches(request.headers.get("x-api-key", ""), key):
+                return None
+            return ANTHROPIC.render(ApiError("unauthorized", "invalid x-api-key"))
         return jsonify({"error": "Unauthorized"}), 401

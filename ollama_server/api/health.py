@@ -1,4 +1,4 @@
-"""GET /health: overall status and its components; 503 while a model is loading or the server stops."""
+"""GET /health and GET /ping: readiness and its components; 503 while loading or stopping."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -56,26 +56,36 @@ def metrics_component(svc: Services) -> dict:
     return out
 
 
+def readiness(svc: Services, snapshot, degraded: bool = False) -> str:
+    """shutting_down, loading, error (no model could be loaded), degraded or ok."""
+    if snapshot.closing:
+        return "shutting_down"
+    if svc.warming or snapshot.loading:
+        return "loading"
+    if svc.warm_error and not snapshot.models:
+        return "error"
+    return "degraded" if degraded else "ok"
+
+
+@bp.get("/ping")
+def ping():
+    """llama-server's liveness probe: 200 {"status": "ok"} when requests can be served, 503 with the reason
+    (loading, error, shutting_down) otherwise. Broken models elsewhere do not make it fail, as on /health."""
+    svc = services()
+    status = readiness(svc, svc.engine.snapshot())
+    return jsonify({"status": status}), (200 if status == "ok" else 503)
+
+
 @bp.get("/health")
 def health():
     """Readiness: 200 when requests can be served now (`ok`, or `degraded` when some models or configured
     model paths are broken), 503 while loading, when no model could be loaded, or while shutting down."""
     svc = services()
     snapshot = svc.engine.snapshot()
-    loading = svc.warming or bool(snapshot.loading)
     broken = broken_models(svc, {m.name for m in snapshot.models})
     paths = svc.sources.report() if svc.sources is not None else []
     bad_paths = [entry for entry in paths if entry["status"] != "ok"]
-    if snapshot.closing:
-        status = "shutting_down"
-    elif loading:
-        status = "loading"
-    elif svc.warm_error and not snapshot.models:
-        status = "error"
-    elif broken or bad_paths:
-        status = "degraded"
-    else:
-        status = "ok"
+    status = readiness(svc, snapshot, bool(broken or bad_paths))
     body = {
         "status": status,
         "timestamp": datetime.now(timezone.utc).isoformat(),

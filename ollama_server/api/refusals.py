@@ -35,8 +35,9 @@ DASHBOARD_PREFIX = "/dashboard"
 
 # Blueprints that are a dialect; the others (tracking, registry, dashboards) take the dialect of their path.
 BLUEPRINT_DIALECTS = {"openai": "openai", "vllm": "vllm", "ollama": "ollama", "ollama_manage": "ollama",
-                      "ollama_pull": "ollama", "tgi": "tgi"}
+                      "ollama_pull": "ollama", "tgi": "tgi", "anthropic": "anthropic"}
 VLLM_PATHS = frozenset({"/tokenize", "/detokenize", "/version"})
+ANTHROPIC_PREFIX = "/v1/messages"
 TGI_PATHS = frozenset({"/generate", "/generate_stream", "/info"})
 
 
@@ -49,6 +50,8 @@ def dialect_of(path: str, method: str, blueprint: Optional[str]) -> str:
     """The dialect a request spoke: its blueprint's when it matched a dialect route, else its path's."""
     if blueprint in BLUEPRINT_DIALECTS:  # /api/chat/completions is OpenAI's though it is under /api/
         return BLUEPRINT_DIALECTS[blueprint]
+    if path.startswith(ANTHROPIC_PREFIX):  # an unknown route under it still speaks Anthropic
+        return "anthropic"
     if path.startswith("/v1/"):
         return "openai"
     if path in VLLM_PATHS:

@@ -52,6 +52,16 @@ class DecodeEntry:
     want_logits: bool
 
 
+@dataclass(frozen=True)
+class EmbeddingShape:
+    """What one embedding decode takes: vector width, tokens and inputs per decode, and the pooling used."""
+
+    n_embd: int
+    max_batch_tokens: int      # tokens in one decode; also the longest single input
+    max_sequences: int         # inputs in one decode (one llama.cpp seq_id each)
+    pooling: str               # "mean" | "cls" | "last"
+
+
 class LoadedModel(Protocol):
     """A model in memory with `n_slots` sequences, driven by one scheduler thread."""
 
@@ -87,6 +97,15 @@ class LoadedModel(Protocol):
 
     def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
         """Log-probability of `token` under logits row `row`, and the top_n alternatives."""
+
+    def embedding_shape(self) -> EmbeddingShape:
+        """The embedding context's limits (known without creating it); InvalidRequestError if it cannot embed."""
+
+    def embed_batch(self, sequences: Sequence[Sequence[int]]) -> list[Sequence[float]]:
+        """Pooled, unnormalized vectors of several token sequences in ONE decode of the embedding context
+        (created on first use, apart from the generation context); safe to call from any thread."""
+
+    embed_decodes: int  # embedding decodes run so far (tests and the benchmark read it)
 
     def close(self) -> None:
         """Free the model's memory."""

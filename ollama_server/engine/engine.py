@@ -7,10 +7,14 @@ from typing import Callable
 from typing import Optional
 
 from ollama_server.engine.backend import Backend
+from ollama_server.engine import embeddings
 from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.records import RequestLog
+from ollama_server.engine.regex_grammar import RegexError
+from ollama_server.engine.regex_grammar import choice_to_gbnf
+from ollama_server.engine.regex_grammar import regex_to_gbnf
 from ollama_server.engine.pool import ModelPool
 from ollama_server.engine.runner import RetiredError
 from ollama_server.engine.schema_limits import SchemaLimits
@@ -146,13 +150,29 @@ class Engine:
             duration_s=usage.total_s if usage else elapsed)
 
     def grammar_for(self, sampling: SamplingParams) -> Optional[str]:
-        """The checked GBNF grammar for a request's JSON schema (None without one); InvalidRequestError when
-        the schema would cost more than the limits allow or llama.cpp cannot build its grammar."""
-        schema, field = sampling.json_schema, sampling.schema_field
-        if schema is None:
+        """The checked GBNF grammar for a request's constraint (JSON schema, regex, choice or GBNF; None without
+        one); InvalidRequestError naming the field when there are several, when one is outside the limits or
+        the regex subset, or when llama.cpp cannot build the grammar."""
+        field = sampling.schema_field
+        given = [name for name, value in (("json_schema", sampling.json_schema), ("regex", sampling.regex),
+                                          ("choice", sampling.choice), ("grammar", sampling.grammar))
+                 if value is not None]
+        if not given:
             return None
-        check_schema(schema, self.schema_limits, field)
-        grammar = self.backend.json_schema_grammar(schema, field)
+        if len(given) > 1:
+            raise InvalidRequestError(f"{field}: give one output constraint, not {' and '.join(given)}", param=field)
+        try:
+            if sampling.json_schema is not None:
+                check_schema(sampling.json_schema, self.schema_limits, field)
+                grammar = self.backend.json_schema_grammar(sampling.json_schema, field)
+            elif sampling.regex is not None:
+                grammar = regex_to_gbnf(sampling.regex, self.schema_limits.max_repetition)
+            elif sampling.choice is not None:
+                grammar = choice_to_gbnf(sampling.choice)
+            else:
+                grammar = sampling.grammar
+        except RegexError as exc:
+            raise InvalidRequestError(f"{field}: {exc}", param=field) from None
         check_grammar_size(grammar, self.schema_limits, field)
         self.backend.check_grammar(grammar, field)
         return grammar
@@ -218,6 +238,25 @@ class Engine:
         if bad is not None:
             raise InvalidRequestError(f"token id {bad} is outside the vocabulary (0..{vocab - 1})", param="tokens")
         return runner.model.detokenize(tokens)
+
+    def embed(self, model: Optional[str], inputs: list, truncate: bool = True, dimensions: Optional[int] = None,
+              *, num_ctx: Optional[int] = None, dialect: str = "", endpoint: str = "") -> embeddings.EmbedResult:
+        """Unit-norm embeddings of `inputs` (texts or token-id lists), batched; one record per request."""
+        started = time.monotonic()
+        outcome, kind, result = "failed", None, None
+        try:
+            result = embeddings.embed(self, model, inputs, truncate, dimensions, num_ctx)
+            outcome = "done"
+            return result
+        except EngineError as exc:
+            outcome, kind = ("rejected" if exc.kind == "invalid_request" else "failed"), exc.kind
+            raise
+        finally:
+            self.records.append(request_id="", dialect=dialect, endpoint=endpoint,
+                                model=result.model if result else model or "", outcome=outcome, error_kind=kind,
+                                finish_reason=None, prompt_tokens=result.prompt_tokens if result else 0,
+                                completion_tokens=0, cached_tokens=0, queue_s=None, ttft_s=None,
+                                duration_s=time.monotonic() - started)
 
     def get_request(self, request_id: str) -> Optional[Generation]:
         """A current or recently finished request, for progress reporting."""

@@ -20,6 +20,7 @@ from llama_cpp import _internals as internals
 from llama_cpp import llama_grammar
 
 from ollama_server.engine.backend import DecodeEntry
+from ollama_server.engine.backend import EmbeddingShape
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.grammar_checker import GrammarChecker
@@ -33,6 +34,12 @@ _SPLIT_MODES = {
     "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
     "row": llama_cpp.LLAMA_SPLIT_MODE_ROW,
 }
+# GGUF <arch>.pooling_type values; none (a causal LM such as Gemma) is pooled by the mean, see docs/api.md.
+_POOLINGS = {0: "mean", 1: "mean", 2: "cls", 3: "last"}
+# Tokens per embedding decode: the logits buffer llama.cpp keeps beside the embeddings costs n_vocab floats
+# per token (1 MiB for Gemma's 262k vocabulary), so the embedding context is capped rather than context-sized.
+EMBED_BATCH_TOKENS = 512
+EMBED_MAX_SEQUENCES = 64
 _PENALTY_WINDOW = 64  # tokens the repetition penalties look back over (llama.cpp's default)
 _backend_ready = threading.Lock()
 _backend_initialised = False
@@ -109,6 +116,11 @@ class LlamaBatchModel:
             gpu_layers=options.n_gpu_layers,
         )
         self._pieces: dict[int, bytes] = {}
+        self._metadata = metadata
+        self._embedder: Optional[LlamaEmbedder] = None
+        self._embed_lock = threading.Lock()  # one embedding decode at a time; close() waits for it
+        self._threads = options.n_threads
+        self.embed_decodes = 0
         # Found once at load (~0.3 s for 262k tokens) rather than in the middle of someone's stream.
         self._eog_ids = [t for t in range(self.facts.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
 
@@ -249,12 +261,90 @@ class LlamaBatchModel:
     def _piece_text(self, token: int) -> str:
         return self.token_bytes(token).decode("utf-8", errors="replace")
 
+    # --- embeddings ---------------------------------------------------------------------------
+    def embedding_shape(self) -> EmbeddingShape:
+        arch = self.facts.architecture
+        pooling = int(self._metadata.get(f"{arch}.pooling_type", 0) or 0)
+        if pooling not in _POOLINGS:  # rank (rerankers) yields scores, not vectors
+            raise InvalidRequestError(f"this model's pooling type ({pooling}) does not produce embeddings",
+                                      param="model")
+        return EmbeddingShape(n_embd=self._model.n_embd(),
+                              max_batch_tokens=min(self.facts.context_length, EMBED_BATCH_TOKENS),
+                              max_sequences=EMBED_MAX_SEQUENCES, pooling=_POOLINGS[pooling])
+
+    def embed_batch(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        shape = self.embedding_shape()
+        with self._embed_lock:
+            if self._batch is None:
+                raise EngineError("the model was unloaded while embedding")
+            if self._embedder is None:  # lazy: a model that never embeds never pays for the context
+                self._embedder = LlamaEmbedder(self._model, shape, self._threads)
+            vectors = self._embedder.run(sequences)
+            self.embed_decodes += 1
+            return vectors
+
     def close(self) -> None:
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
+        with self._embed_lock:
+            if self._embedder is not None:
+                self._embedder.close()
+                self._embedder = None
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
+                self._batch = None
+            self._ctx.close()
+            self._model.close()
+
+
+class LlamaEmbedder:
+    """A second llama.cpp context on a model's weights, for embeddings only: every token is an output,
+    sequences are pooled here from the per-token hidden states (pooling none in llama.cpp)."""
+
+    def __init__(self, model, shape: EmbeddingShape, n_threads: int):
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = params.n_batch = params.n_ubatch = shape.max_batch_tokens  # one ubatch per decode:
+        params.n_seq_max = shape.max_sequences  # a sequence never straddles ubatches (non-causal models)
+        params.n_threads = params.n_threads_batch = n_threads
+        params.embeddings = True
+        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE
+        params.kv_unified = True  # the inputs of a decode share the cells: any mix of lengths fits
+        params.no_perf = True
+        self.shape = shape
+        self._ctx = internals.LlamaContext(model=model, params=params, verbose=False)
+        self._batch = llama_cpp.llama_batch_init(shape.max_batch_tokens, 0, 1)
+
+    def run(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """One decode of `sequences` (seq_id = position in the list); their pooled vectors."""
+        batch, index = self._batch, 0
+        spans = []
+        for seq, tokens in enumerate(sequences):
+            spans.append((index, len(tokens)))
+            for pos, token in enumerate(tokens):
+                batch.token[index], batch.pos[index], batch.n_seq_id[index] = token, pos, 1
+                batch.seq_id[index][0] = seq
+                batch.logits[index] = True
+                index += 1
+        batch.n_tokens = index
+        if self._ctx.memory is not None:  # non-causal embedding models may have no KV memory at all
+            llama_cpp.llama_memory_clear(self._ctx.memory, True)
+        status = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status} while embedding")
+        n_embd = self.shape.n_embd
+        rows = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(self._ctx.ctx), shape=(index, n_embd))
+        pooled = []
+        for start, length in spans:
+            own = rows[start:start + length]
+            if self.shape.pooling == "cls":
+                pooled.append(own[0].copy())
+            elif self.shape.pooling == "last":
+                pooled.append(own[-1].copy())
+            else:
+                pooled.append(own.mean(axis=0, dtype=np.float64).astype(np.float32))
+        return pooled
+
+    def close(self) -> None:
+        llama_cpp.llama_batch_free(self._batch)
         self._ctx.close()
-        self._model.close()
 
 
 class LlamaBackend:

@@ -28,7 +28,11 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     seed: Optional[int] = None
     json_schema: Optional[dict] = None  # constrain output to JSON ({} = any JSON object)
-    schema_field: str = "response_format"  # the request field that carried json_schema, for error messages
+    schema_field: str = "response_format"  # the request field that carried the constraint, for error messages
+    # At most one of json_schema / regex / choice / grammar; the engine turns it into a checked GBNF grammar.
+    regex: Optional[str] = None  # the output must match this regular expression (engine/regex_grammar.py's subset)
+    choice: Optional[tuple[str, ...]] = None  # the output must be exactly one of these strings
+    grammar: Optional[str] = None  # the output must follow this GBNF grammar (start rule `root`)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ DEGRADED_SUCCESS_PERCENT = 95.0
 UNHEALTHY_SUCCESS_PERCENT = 85.0
 DEGRADED_RESPONSE_MS = 10000.0
 UNHEALTHY_RESPONSE_MS = 30000.0
-DISPLAY_NAMES = {"openai": "OpenAI API", "ollama": "Ollama API", "vllm": "vLLM API", "tgi": "TGI API"}
+DISPLAY_NAMES = {"openai": "OpenAI API", "ollama": "Ollama API", "vllm": "vLLM API", "tgi": "TGI API",
+                 "anthropic": "Anthropic Messages API"}
 _STATUS_ORDER = ("idle", "healthy", "degraded", "unhealthy")
 
 

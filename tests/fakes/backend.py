@@ -7,12 +7,14 @@ import time
 from typing import Sequence
 
 from ollama_server.engine.backend import DecodeEntry
+from ollama_server.engine.backend import EmbeddingShape
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import TokenLogprob
 
 EOS = 0
+FAKE_EMBED_DIM = 8
 
 
 class FakeSampler:
@@ -49,6 +51,8 @@ class FakeModel:
                                 chat_template=None, bos_text="", eos_text="", vocab_size=0x110000)
         self.closed = False
         self.batches: list[list[DecodeEntry]] = []
+        self.embed_decodes = 0
+        self.embed_batches: list[list[list[int]]] = []  # the token sequences of each embedding decode
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         return [ord(c) for c in text]
@@ -86,6 +90,19 @@ class FakeModel:
         """The fake is always certain: logprob 0 for the chosen character."""
         top = tuple((token, chr(token), 0.0) for _ in range(min(top_n, 1)))
         return TokenLogprob(token=token, text=chr(token), logprob=0.0, top=top)
+
+    def embedding_shape(self) -> EmbeddingShape:
+        """8-wide vectors, 64 tokens and 4 inputs per decode: small enough that tests see several decodes."""
+        return EmbeddingShape(n_embd=FAKE_EMBED_DIM, max_batch_tokens=min(64, self.options.n_ctx), max_sequences=4,
+                              pooling="mean")
+
+    def embed_batch(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """A deterministic mean over the tokens: component i of a token t is (t * (i + 1)) % 7 - 3 (+0.5 so never 0)."""
+        self.backend.gate.wait()
+        self.embed_decodes += 1
+        self.embed_batches.append([list(s) for s in sequences])
+        return [[sum((t * (i + 1)) % 7 - 3 for t in tokens) / len(tokens) + 0.5 for i in range(FAKE_EMBED_DIM)]
+                for tokens in sequences]
 
     def close(self) -> None:
         self.closed = True

@@ -90,7 +90,8 @@ def test_sampling_is_greedy_unless_a_sampling_knob_is_set(parameters, expected):
         assert getattr(sampling, key) == value, key
 
 
-@pytest.mark.parametrize("grammar", [{"type": "regex", "value": "a+"}, {"type": "json", "value": "{not json"},
+@pytest.mark.parametrize("grammar", [{"type": "regex", "value": 5}, {"type": "lark", "value": "a"},
+                                     {"type": "json", "value": "{not json"},
                                      {"type": "json", "value": [1, 2]}])
 def test_unsupported_grammars_are_validation_errors(grammar):
     with pytest.raises(ApiError) as caught:

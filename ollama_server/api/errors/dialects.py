@@ -10,6 +10,7 @@ from flask import Response
 from flask import g
 from flask import jsonify
 
+from ollama_server.api.anthropic import translate as anthropic_tr
 from ollama_server.api.errors import DEFAULT_STATUS
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors import from_engine_error
@@ -135,6 +136,20 @@ TGI = Dialect("tgi", {kind: tgi_tr.error_status(kind)[0] for kind in DEFAULT_STA
               http_kind=tgi_http_kind, from_engine=tgi_from_engine, fallback=tgi_tr.error_status("")[0])
 
 
+# --- Anthropic Messages ---------------------------------------------------------------------------
+def anthropic_headers(error: ApiError) -> dict:
+    """The error's headers, plus request-id (what the SDK reads) once the request has one."""
+    headers = own_headers(error)
+    if g.get("anthropic_request_id"):
+        headers["request-id"] = g.anthropic_request_id
+    return headers
+
+
+# Busy is 529 overloaded_error, as Anthropic answers; it has no 503, and "try again later" is what both mean.
+ANTHROPIC = Dialect("anthropic", {**DEFAULT_STATUS, "busy": 529, "unavailable": 529}, anthropic_tr.error_body,
+                    headers=anthropic_headers)
+
+
 # --- HTML: the seam for the dashboard's error pages ------------------------------------------------
 def html_response(page: str, status: int) -> Response:
     """An HTML page as the answer."""
@@ -151,7 +166,7 @@ def html_dialect(page: Callable[[ApiError, int], str], name: str = "html") -> Di
 
 # --- app-wide errors: the dialect a path implies -------------------------------------------------
 # First matching prefix wins; anything else gets PLAIN.
-APP_WIDE: list[tuple[str, Dialect]] = [("/v1/", OPENAI)]
+APP_WIDE: list[tuple[str, Dialect]] = [("/v1/messages", ANTHROPIC), ("/v1/", OPENAI)]
 
 
 def for_path(path: str) -> Dialect:

@@ -38,6 +38,18 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+class StructuredOutputs(_Open):
+    """vLLM's `structured_outputs`: one of json / regex / choice / grammar / json_object (others are refused)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    json_schema: Union[dict, str, None] = Field(None, alias="json")  # `json` would shadow BaseModel.json
+    regex: Optional[str] = None
+    choice: Optional[Annotated[list[str], Field(min_length=1)]] = None
+    grammar: Optional[str] = None
+    json_object: Optional[bool] = None
+    disable_fallback: Optional[bool] = None  # which implementation, not what it allows: accepted
+
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Stop = Union[str, Annotated[list[str], Field(max_length=16)], None]
@@ -66,6 +78,19 @@ class _Sampling(_Open):
     ignore_eos: bool = False
     stop_token_ids: Optional[Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=64)]] = None
     include_stop_str_in_output: bool = False
+    # Constrained output (translate.constraint_of): vLLM's guided_* and structured_outputs, llama-server's
+    # grammar and json_schema, OpenAI's response_format. Declared so that none is dropped as an unknown extra.
+    response_format: Optional[dict] = None
+    guided_json: Union[dict, str, None] = None
+    guided_regex: Optional[str] = None
+    guided_choice: Optional[Annotated[list[str], Field(min_length=1)]] = None
+    guided_grammar: Optional[str] = None
+    guided_decoding_backend: Optional[str] = None  # picks vLLM's implementation, not the constraint: accepted
+    guided_whitespace_pattern: Optional[str] = None  # refused: our JSON grammars fix their whitespace
+    structural_tag: Optional[Union[dict, str]] = None  # refused: no structural tags here
+    structured_outputs: Optional[StructuredOutputs] = None
+    grammar: Optional[str] = None  # llama-server: GBNF
+    json_schema: Optional[dict] = None  # llama-server: a JSON schema
 
 
 class ChatCompletionRequest(_Sampling):
@@ -74,7 +99,6 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Optional[Annotated[int, Field(ge=1)]] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[Annotated[int, Field(ge=0, le=20)]] = None
-    response_format: Optional[dict] = None
 
 
 PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.openai.constraints import constraint_of
 from ollama_server.api.openai.schemas import ChatCompletionRequest
 from ollama_server.api.openai.schemas import CompletionRequest
 from ollama_server.api.openai.schemas import _Sampling
@@ -48,23 +49,6 @@ def sampling_from(body: _Sampling, seed_offset: int = 0) -> SamplingParams:
     )
 
 
-def _json_schema(response_format: Optional[dict]) -> Optional[dict]:
-    if not response_format:
-        return None
-    kind = response_format.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {}
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise ApiError("invalid_request", "response_format.json_schema.schema must be an object",
-                           param="response_format")
-        return schema
-    raise ApiError("invalid_request", f"unsupported response_format type {kind!r}", param="response_format")
-
-
 def message_text(message) -> str:
     content = message.content
     if content is None:
@@ -95,10 +79,10 @@ def from_chat_request(body: ChatCompletionRequest, endpoint: str, default_max_to
     max_tokens = asked or (default_max_tokens or None)
     messages = tuple(Message(m.role, message_text(m)) for m in body.messages)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    schema = _json_schema(body.response_format)
+    constraint = constraint_of(body)
     requests = []
     for choice in range(body.n):
-        sampling = replace(sampling_from(body, choice), json_schema=schema)
+        sampling = replace(sampling_from(body, choice), **constraint)
         requests.append(GenerateRequest(messages=messages, max_tokens=max_tokens, cap_to_context=asked is None,
                                         logprobs=logprobs, split_thinking=True, sampling=sampling,
                                         **_common(body, endpoint, choice)))
@@ -119,10 +103,12 @@ def from_completion_request(body: CompletionRequest, endpoint: str) -> list[Gene
     if not prompts or any(not isinstance(p, str) and not p for p in prompts):
         # The schema refuses these already; without a prompt the routes would index an empty list.
         raise ApiError("invalid_request", "please provide at least one prompt", param="prompt")
+    constraint = constraint_of(body)
     requests = []
     for p in prompts:
         for choice in range(body.n):
-            base = dict(max_tokens=body.max_tokens, logprobs=body.logprobs, sampling=sampling_from(body, choice),
+            sampling = replace(sampling_from(body, choice), **constraint)
+            base = dict(max_tokens=body.max_tokens, logprobs=body.logprobs, sampling=sampling,
                         **_common(body, endpoint, choice))
             requests.append(GenerateRequest(prompt=p, **base) if isinstance(p, str)
                             else GenerateRequest(prompt_tokens=p, **base))

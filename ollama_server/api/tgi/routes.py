@@ -49,6 +49,15 @@ def _submit(svc: Services, body: GenerateBody, stream: bool) -> tuple[Generation
     return generation, request_id
 
 
+def compute_type(svc: Services, model: Optional[str]) -> str:
+    """"gpu" when the model's layers are offloaded to a GPU, else "cpu" (x-compute-type, /info's device)."""
+    facts = svc.engine.loaded_facts(model) if model else None
+    if facts is not None:  # what the load applied: a CPU-only build offloads nothing, whatever gpu_layers says
+        return "gpu" if facts.gpu_offload_supported and facts.gpu_layers != 0 else "cpu"
+    # Not loaded yet: what a load would do, by the GPU reader and the configured layers.
+    return "gpu" if svc.gpu.available and svc.settings.gpu_layers != 0 else "cpu"
+
+
 def _prefix(body: GenerateBody) -> str:
     return body.inputs if tr.parameters_of(body).return_full_text else ""
 
@@ -63,7 +72,7 @@ def _generate(body: GenerateBody) -> tuple[dict, dict]:
         generation.cancel()  # a no-op when finished; frees the slot after a failure
     p = tr.parameters_of(body)
     prefill = _prefill(svc, generation) if p.decoder_input_details else None
-    headers = tr.timing_headers(result.usage, body.inputs)
+    headers = tr.timing_headers(result.usage, body.inputs, compute_type(svc, generation.model))
     headers["X-Request-Id"] = request_id
     return tr.generate_response(result, p, _prefix(body), prefill), headers
 
@@ -102,7 +111,7 @@ def _stream(body: GenerateBody) -> Response:
 
     response = Response(events(), mimetype="text/event-stream")
     response.headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                             "X-Request-Id": request_id, "x-compute-type": "cpu"})
+                             "X-Request-Id": request_id, "x-compute-type": compute_type(svc, generation.model)})
     return response
 
 
@@ -143,4 +152,4 @@ def model_info():
     settings = svc.settings
     max_total = svc.engine.runtime_context(spec)
     return jsonify(tr.info(spec.name, max_total, settings.parallel_slots + settings.max_queue,
-                           ollama_server.__version__))
+                           ollama_server.__version__, compute_type(svc, spec.name)))

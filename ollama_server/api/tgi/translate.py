@@ -79,25 +79,31 @@ def validate(body: GenerateBody, stream: bool) -> None:
             raise _invalid(message, param)
 
 
-def json_schema_of(p: Parameters) -> Optional[dict]:
-    """The JSON schema a grammar asks for ({} = any JSON), None without a grammar; other grammars are 422."""
+def constraint_of(p: Parameters) -> dict:
+    """SamplingParams fields for `grammar`: a JSON schema ({} = any JSON) or a regex; {} without a grammar.
+    Other grammar types are a 422, never ignored."""
     if p.grammar is None:
-        return None
+        return {}
     kind, value = p.grammar.type, p.grammar.value
+    if kind == "regex":
+        if not isinstance(value, str):
+            raise _invalid("grammar value must be a regular expression string for type 'regex'", "grammar")
+        return {"regex": value, "schema_field": "grammar"}
     if kind == "json_schema" and isinstance(value, dict) and "schema" in value:
         value = value["schema"]  # TGI's JsonSchemaConfig {name, schema}
     elif kind not in ("json", "json_schema"):
-        raise _invalid(f"grammar type '{kind}' is not supported (only 'json')", "grammar")
+        raise _invalid(f"grammar type '{kind}' is not supported (only 'json', 'json_schema' and 'regex')",
+                       "grammar")
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             raise _invalid("grammar value is not valid JSON", "grammar") from None
     if value is None:
-        return {}
+        value = {}
     if not isinstance(value, dict):
         raise _invalid("grammar value must be a JSON schema object", "grammar")
-    return value
+    return {"json_schema": value, "schema_field": "grammar"}
 
 
 def sampling_active(p: Parameters) -> bool:
@@ -109,7 +115,7 @@ def sampling_from(p: Parameters) -> SamplingParams:
     """Engine sampling for TGI parameters; unset knobs are TGI's neutral values (typical_p is ignored)."""
     seed = None if p.seed is None else p.seed % 2**32  # llama.cpp seeds are 32-bit; TGI's are u64
     common = dict(repeat_penalty=p.repetition_penalty or 1.0, frequency_penalty=p.frequency_penalty or 0.0,
-                  seed=seed, json_schema=json_schema_of(p), schema_field="grammar")
+                  seed=seed, **constraint_of(p))
     if not sampling_active(p):
         return SamplingParams(temperature=0.0, **common)
     return SamplingParams(temperature=1.0 if p.temperature is None else p.temperature,
@@ -256,12 +262,12 @@ def generate_response(result: GenerateResult, p: Parameters, prefix: str,
     return body
 
 
-def timing_headers(usage: Usage, inputs: str) -> dict:
+def timing_headers(usage: Usage, inputs: str, compute_type: str = "cpu") -> dict:
     """TGI's x-* response headers: x-compute-time in seconds, the other times in milliseconds."""
     inference_s = usage.prompt_eval_s + usage.eval_s
     per_token_s = inference_s / usage.completion_tokens if usage.completion_tokens else 0.0
     return {
-        "x-compute-type": "cpu",
+        "x-compute-type": compute_type,
         "x-compute-time": f"{usage.total_s:.6f}",
         "x-compute-characters": str(len(inputs)),
         "x-total-time": str(round(usage.total_s * 1000)),
@@ -274,10 +280,10 @@ def timing_headers(usage: Usage, inputs: str) -> dict:
     }
 
 
-def info(model_id: str, max_total_tokens: int, max_concurrent: int, version: str) -> dict:
+def info(model_id: str, max_total_tokens: int, max_concurrent: int, version: str, device: str = "cpu") -> dict:
     """GET /info."""
     return {
-        "model_id": model_id, "model_sha": None, "model_dtype": "gguf", "model_device_type": "cpu",
+        "model_id": model_id, "model_sha": None, "model_dtype": "gguf", "model_device_type": device,
         "model_pipeline_tag": "text-generation", "max_concurrent_requests": max_concurrent,
         "max_best_of": MAX_BEST_OF, "max_stop_sequences": MAX_STOP_SEQUENCES,
         "max_input_tokens": max(max_total_tokens - 1, 1), "max_total_tokens": max_total_tokens,

@@ -12,6 +12,7 @@ from ollama_server.api.errors.handlers import install
 from ollama_server.api.openai.schemas import DetokenizeRequest
 from ollama_server.api.openai.schemas import TokenizeRequest
 from ollama_server.api.openai.translate import message_text
+from ollama_server.api.tgi import tokenize as tgi_tokenize
 from ollama_server.api.validation import parse_body
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import Message
@@ -29,8 +30,12 @@ def version():
 
 @bp.post("/tokenize")
 def tokenize():
-    """Token ids for a prompt, or for chat messages: exactly the prompt a generation would be given."""
-    body = parse_body(TokenizeRequest, request.get_data())
+    """Token ids for a prompt, or for chat messages: exactly the prompt a generation would be given.
+    TGI's /tokenize shares the path: its body has `inputs`, and it gets TGI's answer."""
+    raw = request.get_data()
+    if tgi_tokenize.is_tgi_body(raw):
+        return tgi_tokenize.respond(raw)
+    body = parse_body(TokenizeRequest, raw)
     if (body.prompt is None) == (body.messages is None):
         raise ApiError("invalid_request", "give exactly one of prompt or messages", param="prompt")
     # add_generation_prompt is accepted but, as before, always on: the engine's chat template always adds it.
