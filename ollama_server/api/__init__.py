@@ -15,6 +15,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.configure import bp as configure_bp
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
+    from ollama_server.api.llama_server.routes import bp as llama_server_bp
     from ollama_server.api.monitoring_routes import bp as monitoring_bp
     from ollama_server.api.metrics_export import bp as metrics_export_bp
     from ollama_server.api.ollama.embed import bp as ollama_embed_bp
@@ -25,6 +26,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.openai.embeddings import bp as openai_embeddings_bp
     from ollama_server.api.openai.routes import bp as openai_bp
     from ollama_server.api.requests import bp as requests_bp
+    from ollama_server.api.responses.routes import bp as responses_bp
     from ollama_server.api.tgi.routes import bp as tgi_bp
     from ollama_server.api.vllm.routes import bp as vllm_bp
     from ollama_server.api.weight_distribution import bp as weight_distribution_bp
@@ -41,6 +43,8 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(openai_embeddings_bp)
     app.register_blueprint(ollama_embed_bp)
     app.register_blueprint(anthropic_bp)  # Anthropic Messages under /v1/messages
+    app.register_blueprint(llama_server_bp)  # llama-server's /infill
+    app.register_blueprint(responses_bp)  # OpenAI Responses under /v1/responses
     app.register_blueprint(requests_bp)
     app.register_blueprint(ollama_bp)
     app.register_blueprint(tgi_bp)

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ollama_server.engine.backend import Backend
 from ollama_server.engine import embeddings
+from ollama_server.engine import infill
 from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
@@ -21,7 +22,11 @@ from ollama_server.engine.schema_limits import SchemaLimits
 from ollama_server.engine.schema_limits import check_grammar_size
 from ollama_server.engine.schema_limits import check_schema
 from ollama_server.engine.snapshot import EngineSnapshot
+from ollama_server.engine.tool_calls import ToolCallGeneration
+from ollama_server.engine.tool_calls import parses_tools
+from ollama_server.engine.tool_grammar import tool_call_grammar
 from ollama_server.engine.tracking import RequestBook
+from ollama_server.engine.types import CapabilityError
 from ollama_server.engine.types import ContextLengthError
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
@@ -100,11 +105,15 @@ class Engine:
             raise UnavailableError("server is shutting down")
         submitted = time.monotonic()
         spec = self.resolve(request.model)
-        grammar = self.grammar_for(request.sampling)  # before loading: a bad schema costs no model load
+        grammar = self._grammar(request)  # before loading: a bad schema costs no model load
         runner, load_s = self.pool.runner_for(spec, request.num_ctx)
-        prompt_ids, max_tokens = self._fit(runner.model, request)
-        generation = Generation(request, spec.name, prompt_ids, max_tokens,
-                                deadline=submitted + self.settings.request_timeout, request_id=request_id)
+        try:
+            prompt_ids, max_tokens = self._fit(runner.model, request)
+        except CapabilityError as exc:  # raised where the model is known only by its vocabulary or template
+            raise exc.named(spec.name) from None
+        kind = ToolCallGeneration if parses_tools(request) else Generation  # its chunks carry the parsed calls
+        generation = kind(request, spec.name, prompt_ids, max_tokens,
+                          deadline=submitted + self.settings.request_timeout, request_id=request_id)
         generation.submitted_at = submitted
         generation.load_s = load_s
         generation.grammar = grammar
@@ -177,11 +186,30 @@ class Engine:
         self.backend.check_grammar(grammar, field)
         return grammar
 
+    def _grammar(self, request: GenerateRequest) -> Optional[str]:
+        """The request's output constraint, or the grammar forcing a tool call (tool_choice required / named)."""
+        if not (request.tools and request.tool_choice == "required"):
+            return self.grammar_for(request.sampling)
+        sampling = request.sampling
+        if any(v is not None for v in (sampling.json_schema, sampling.regex, sampling.choice, sampling.grammar)):
+            raise InvalidRequestError(f"tool_choice: a required tool call cannot be combined with "
+                                      f"{sampling.schema_field}", param="tool_choice")
+        grammar = tool_call_grammar(request.tools, request.tool_name, request.parallel_tool_calls,
+                                    self.backend.json_schema_grammar, self.schema_limits)
+        check_grammar_size(grammar, self.schema_limits, "tools")
+        self.backend.check_grammar(grammar, "tools")
+        return grammar
+
     def _prompt_tokens(self, model, request: GenerateRequest) -> list[int]:
+        if request.infill is not None:  # fill-in-the-middle, from the model's FIM tokens
+            return infill.prompt_tokens(model, request.infill)
         if request.messages is not None:
             facts = model.facts
+            tools = request.tools if request.tool_choice != "none" else ()
             text = render_chat(request.messages, template=facts.chat_template, architecture=facts.architecture,
-                               bos_token=facts.bos_text, eos_token=facts.eos_text)
+                               bos_token=facts.bos_text, eos_token=facts.eos_text, tools=tools,
+                               think=request.think, think_field=request.think_field,
+                               template_vars=request.template_vars)
             # A template that writes BOS itself must not get a second one from the tokenizer.
             add_special = not (facts.bos_text and text.startswith(facts.bos_text))
             return model.tokenize(text, add_special=add_special)

@@ -3,16 +3,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Iterable
+from typing import Mapping
 from typing import Optional
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call the model made (or made earlier, in the history); arguments as JSON text."""
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, and a JSON schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: Optional[dict] = None
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat turn."""
+    """One chat turn; an assistant turn may carry tool calls, a tool turn answers one."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: Optional[str] = None
+    name: Optional[str] = None  # the tool's name on a tool turn
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,17 @@ class SamplingParams:
     regex: Optional[str] = None  # the output must match this regular expression (engine/regex_grammar.py's subset)
     choice: Optional[tuple[str, ...]] = None  # the output must be exactly one of these strings
     grammar: Optional[str] = None  # the output must follow this GBNF grammar (start rule `root`)
+
+
+@dataclass(frozen=True)
+class Infill:
+    """A fill-in-the-middle request: text before and after the gap, other files for context (engine/infill.py)."""
+
+    prefix: str
+    suffix: str
+    prompt: str = ""  # llama-server's `prompt`: typed after the prefix, just before the gap
+    extra: tuple[tuple[str, str], ...] = ()  # (filename, text) of other files, llama-server's input_extra
+    field: str = "suffix"  # the request field errors name
 
 
 @dataclass(frozen=True)
@@ -57,6 +91,18 @@ class GenerateRequest:
     add_special: bool = True
     dialect: str = "internal"
     endpoint: str = ""
+    # Tool calling (engine/tool_calls.py): "auto" offers the tools and parses calls from the output; "required"
+    # forces a call by grammar (of `tool_name` only, when set); "none" neither offers nor parses.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"
+    tool_name: Optional[str] = None
+    parallel_tool_calls: bool = True
+    # Thinking control (chat_format.template_variables): None leaves the template's default; False asks for no
+    # thinking; True or a level ("low", "medium", "high", ...) asks for it. `think_field` names it in errors.
+    think: Optional[bool | str] = None
+    think_field: str = "think"
+    template_vars: Mapping[str, Any] = field(default_factory=dict)  # more chat template variables (vLLM's kwargs)
+    infill: Optional[Infill] = None  # fill-in-the-middle: the prompt is built from the model's FIM tokens
 
 
 @dataclass(frozen=True)
@@ -100,6 +146,7 @@ class Chunk:
     stop_match: Optional[str | int] = None  # the stop string or stop token id that ended it
     usage: Optional[Usage] = None
     seed: Optional[int] = None
+    tool_calls: tuple[ToolCall, ...] = ()  # complete calls parsed from the output (never partial)
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,7 @@ class GenerateResult:
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_match: Optional[str | int] = None
     seed: Optional[int] = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def collect(model: str, chunks: Iterable[Chunk]) -> GenerateResult:
@@ -124,17 +172,19 @@ def collect(model: str, chunks: Iterable[Chunk]) -> GenerateResult:
     reasoning: list[str] = []
     tokens: list[int] = []
     logprobs: list[TokenLogprob] = []
+    calls: list[ToolCall] = []
     last = Chunk(finish_reason="stop", stop_kind="eos", usage=Usage())
     for chunk in chunks:
         texts.append(chunk.text)
         reasoning.append(chunk.reasoning)
         tokens.extend(chunk.token_ids)
         logprobs.extend(chunk.logprobs)
+        calls.extend(chunk.tool_calls)
         if chunk.finish_reason is not None:
             last = chunk
     return GenerateResult(model, "".join(texts), tuple(tokens), last.finish_reason or "stop",
                           last.stop_kind or last.finish_reason or "eos", last.usage or Usage(),
-                          "".join(reasoning), tuple(logprobs), last.stop_match, last.seed)
+                          "".join(reasoning), tuple(logprobs), last.stop_match, last.seed, tuple(calls))
 
 
 class EngineError(Exception):
@@ -163,6 +213,19 @@ class ContextLengthError(InvalidRequestError):
         self.prompt_tokens = prompt_tokens
         self.context_length = context_length
         self.max_tokens = max_tokens
+
+
+class CapabilityError(InvalidRequestError):
+    """The model cannot do what was asked (thinking, insert); named once the engine knows the model."""
+
+    def __init__(self, capability: str, *, param: str | None = None, detail: str = "", model: str = ""):
+        self.capability, self.detail, self.model = capability, detail, model
+        shown = f'"{model}"' if model else "the model"
+        super().__init__(f"{shown} does not support {capability}{detail}", param=param)
+
+    def named(self, model: str) -> "CapabilityError":
+        """The same error, naming the model."""
+        return CapabilityError(self.capability, param=self.param, detail=self.detail, model=model)
 
 
 class ModelNotFoundError(EngineError):

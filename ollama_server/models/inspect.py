@@ -80,7 +80,8 @@ def template_capabilities(template: Optional[str]) -> list[str]:
     found = []
     if "<think>" in template or "enable_thinking" in template:
         found.append("thinking")
-    if "tools" in template.lower():
+    # The word, not a substring: Jinja's `tools` variable, Go templates' `.Tools` (not "toolset", say).
+    if re.search(r"\btools\b", template, re.IGNORECASE):
         found.append("tools")
     return found
 

@@ -1,6 +1,8 @@
 """A scripted stand-in for llama.cpp: each character is a token, replies come from a queue."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import threading
 import time
@@ -122,6 +124,7 @@ class FakeBackend:
         self.load_gate = threading.Event()  # clear it to hold loads (a reload in progress, say)
         self.load_gate.set()
         self.load_error: Exception | None = None  # when set, loads raise it
+        self.chat_template: str | None = None  # when set, the GGUF chat template its models carry
         self._lock = threading.Lock()
         self.closed = False
 
@@ -139,6 +142,8 @@ class FakeBackend:
         if self.load_error is not None:
             raise self.load_error
         model = FakeModel(self, path, options)
+        if self.chat_template is not None:
+            model.facts = replace(model.facts, chat_template=self.chat_template)
         self.loaded.append(model)
         return model
 

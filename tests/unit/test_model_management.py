@@ -98,7 +98,7 @@ def test_show_reports_store_layers_capabilities_and_the_trained_context(client):
     body = client.post("/api/show", json={"model": "ext"}).get_json()
     assert body["system"] == "From the store."
     assert body["model_info"]["qwen3.context_length"] == 8192
-    assert body["capabilities"] == ["completion", "thinking"]  # tools are refused by /api/chat, so not offered
+    assert body["capabilities"] == ["completion", "thinking", "tools"]  # its template takes tools
     managed = client.post("/api/show", json={"model": "managed"}).get_json()
     assert "temperature" in managed["parameters"]
 

@@ -161,7 +161,13 @@ def test_logprobs_are_returned_when_asked(client, fake_backend):
 THOUGHT = "<think>plan</think>answer"
 
 
+# A template that knows <think> (DeepSeek-R1 style): the model can think, so `think: true` is accepted.
+THINKING_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+
+
 def test_think_true_streams_thinking_separately(client, fake_backend):
+    fake_backend.chat_template = THINKING_TEMPLATE
     fake_backend.enqueue(THOUGHT)
     lines = ndjson(client.post("/api/generate", json={"model": "tiny", "prompt": "x", "think": True}))
     assert "".join(line.get("thinking", "") for line in lines) == "plan"
@@ -170,6 +176,7 @@ def test_think_true_streams_thinking_separately(client, fake_backend):
 
 
 def test_think_true_in_chat_fills_message_thinking(client, fake_backend):
+    fake_backend.chat_template = THINKING_TEMPLATE
     fake_backend.enqueue(THOUGHT)
     body = client.post("/api/chat", json={"model": "tiny", "stream": False, "think": True,
                                           "messages": [{"role": "user", "content": "x"}]}).get_json()
@@ -197,6 +204,7 @@ def test_preserve_think_tags_keeps_the_tags_in_the_text(make_app, fake_backend, 
 
 def test_think_true_splits_even_when_tags_are_preserved(make_app, fake_backend):
     client = make_app(preserve_think_tags=True).test_client()
+    fake_backend.chat_template = THINKING_TEMPLATE
     fake_backend.enqueue(THOUGHT)
     body = client.post("/api/generate", json={"model": "tiny", "prompt": "x", "stream": False,
                                               "think": "high"}).get_json()
@@ -252,3 +260,8 @@ def test_negative_keep_alive_keeps_the_model_forever(client, keep_alive):
 
 
 # --- listings --------------------------------------------------------------------------------------
+
+
+def test_think_true_on_a_model_that_cannot_think_is_refused_as_ollama_does(client, fake_backend):
+    response = client.post("/api/generate", json={"model": "tiny", "prompt": "x", "think": True})
+    assert response.status_code == 400 and "does not support thinking" in response.get_json()["error"]

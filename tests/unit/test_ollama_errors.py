@@ -41,8 +41,10 @@ BAD_REQUESTS = [
     ("messages not a list", "/api/chat", {"model": "tiny", "messages": "hi"}, 400),
     ("message without role", "/api/chat", {"model": "tiny", "messages": [{"content": "hi"}]}, 400),
     ("unknown role", "/api/chat", {"model": "tiny", "messages": [{"role": "robot", "content": "hi"}]}, 400),
-    ("tools", "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x"}],
-                            "tools": [{"type": "function", "function": {"name": "f"}}]}, 400),
+    ("tool without a name", "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+                                          "tools": [{"type": "function", "function": {}}]}, 400),
+    ("tool not a function", "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+                                          "tools": [{"type": "web_search"}]}, 400),
     ("images", "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]},
      400),
 ]

@@ -163,7 +163,8 @@ def test_raw_with_system_template_or_context_is_refused(extra):
     assert caught.value.message == "raw mode does not support template, system, or context"
 
 
-@pytest.mark.parametrize("fields,capability", [({"suffix": "end"}, "insert"), ({"images": ["aGk="]}, "vision")])
+# suffix (insert) is decided by the engine, which knows the loaded model's FIM tokens (test_infill.py)
+@pytest.mark.parametrize("fields,capability", [({"images": ["aGk="]}, "vision")])
 def test_generate_features_the_model_lacks_are_refused(fields, capability):
     with pytest.raises(ApiError) as caught:
         tr.check_generate(gen(prompt="x", **fields), "m:latest")
@@ -180,9 +181,10 @@ def test_chat_messages_keep_their_roles_and_the_model_system_leads():
     assert tr.from_chat(own, HIDE, "/api/chat", system="Sys").messages[0] == Message("system", "Mine")
 
 
-def test_chat_with_tools_is_refused():
+def test_chat_with_a_tool_that_is_not_a_function_is_refused():
     with pytest.raises(ApiError):
-        tr.check_chat(chat(messages=[{"role": "user", "content": "x"}], tools=[{"type": "function"}]), "m")
+        tr.from_chat(chat(messages=[{"role": "user", "content": "x"}], tools=[{"type": "web_search"}]), HIDE,
+                     "/api/chat")
 
 
 THINK = [(None, False, tr.ThinkMode(True, False)), (None, True, tr.ThinkMode(False, False)),

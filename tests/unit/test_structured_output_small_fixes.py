@@ -101,3 +101,19 @@ def test_tgi_reports_the_device_the_model_was_loaded_on(client, fake_backend, su
     assert stream.headers["x-compute-type"] == device
     stream.get_data()
     assert client.get("/info").get_json()["model_device_type"] == device
+
+
+def test_vllm_tokenize_renders_the_tools_into_the_prompt_as_a_chat_request_would(make_app):
+    client = make_app().test_client()
+    messages = [{"role": "user", "content": "Weather?"}]
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    plain = client.post("/tokenize", json={"model": "tiny", "messages": messages}).get_json()
+    with_tools = client.post("/tokenize", json={"model": "tiny", "messages": messages, "tools": [tool]}).get_json()
+    assert with_tools["count"] > plain["count"]  # the tool description is part of the prompt now
+
+
+def test_vllm_tokenize_refuses_tools_without_messages_naming_the_field(make_app):
+    client = make_app().test_client()
+    tool = {"type": "function", "function": {"name": "f"}}
+    response = client.post("/tokenize", json={"model": "tiny", "prompt": "x", "tools": [tool]})
+    assert response.status_code == 400 and response.get_json()["error"]["param"] == "tools"

@@ -21,8 +21,8 @@ human_number = inspect.human_number  # kept here for callers of the seed's name
 
 # Ollama's "never expires": now plus the largest Go duration (about 292 years).
 _FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
-# /api/chat refuses tools (translate.check_chat), so no client may be told a model has them.
-_UNSERVED_CAPABILITIES = {"tools"}
+# Every capability shown is served (tools by /api/chat, engine/tool_calls.py): nothing is held back.
+_UNSERVED_CAPABILITIES: set[str] = set()
 
 
 def find(name: Any, param: str = "model") -> ModelSpec:

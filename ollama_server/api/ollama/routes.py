@@ -16,6 +16,7 @@ from ollama_server.api.errors import from_engine_error
 from ollama_server.api.errors.dialects import OLLAMA
 from ollama_server.api.errors.handlers import install
 from ollama_server.api.ollama import model_details as md
+from ollama_server.api.ollama import tools as tool_api
 from ollama_server.api.ollama import translate as tr
 from ollama_server.api.ollama.schemas import ChatBody
 from ollama_server.api.ollama.schemas import GenerateBody
@@ -183,7 +184,8 @@ def _run(kind: str, engine_request: GenerateRequest, name: str, keep_alive: Opti
         finally:
             engine.set_keep_alive(generation.model, keep_alive)
         response = _json(tr.final(kind, name, tr.done_reason(result.finish_reason), result.usage, result.text,
-                                  result.reasoning if show_thinking else "", result.logprobs))
+                                  result.reasoning if show_thinking else "", result.logprobs,
+                                  tool_api.calls_json(result.tool_calls)))
     response.headers["X-Request-Id"] = request_id
     return response
 
@@ -199,6 +201,7 @@ def _guarded(lines: Iterator[str], generation: Generation, engine, keep_alive: O
 def _lines(kind: str, generation: Generation, name: str, show_thinking: bool) -> Iterator[str]:
     """NDJSON lines: one per chunk with visible text, then the done:true line with the metrics."""
     pending = []  # logprobs of tokens whose text is still held back
+    calls = 0  # tool calls sent so far (Ollama sends each whole, in its own line)
     try:
         for chunk in generation:
             pending.extend(chunk.logprobs)
@@ -206,6 +209,9 @@ def _lines(kind: str, generation: Generation, name: str, show_thinking: bool) ->
             if chunk.text or thinking:
                 yield ndjson_line(tr.piece(kind, name, chunk.text, thinking, pending))
                 pending = []
+            if chunk.tool_calls:
+                yield ndjson_line(tr.piece(kind, name, "", tool_calls=tool_api.calls_json(chunk.tool_calls, calls)))
+                calls += len(chunk.tool_calls)
             if chunk.finish_reason is not None:
                 yield ndjson_line(tr.final(kind, name, tr.done_reason(chunk.finish_reason), chunk.usage,
                                            logprobs=pending))

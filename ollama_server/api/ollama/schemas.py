@@ -163,6 +163,7 @@ class ChatMessage(_Open):
     images: Optional[list[str]] = None
     tool_calls: Optional[list[dict]] = None
     tool_name: Optional[str] = None
+    tool_call_id: Optional[str] = None
 
     @field_validator("role", mode="after")
     @classmethod

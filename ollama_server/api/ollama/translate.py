@@ -8,6 +8,7 @@ from typing import Iterable
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.ollama import tools as tool_api
 from ollama_server.api.ollama.model_details import now_rfc3339
 from ollama_server.api.ollama.schemas import IGNORED_OPTIONS
 from ollama_server.api.ollama.schemas import ChatBody
@@ -15,6 +16,7 @@ from ollama_server.api.ollama.schemas import GenerateBody
 from ollama_server.api.ollama.schemas import Options
 from ollama_server.api.ollama.schemas import _Common
 from ollama_server.engine.types import GenerateRequest
+from ollama_server.engine.types import Infill
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import TokenLogprob
@@ -120,15 +122,15 @@ def _base(body: _Common, think: ThinkMode, endpoint: str, parameters: dict) -> d
     return dict(model=body.model or None, max_tokens=max_tokens(options), stop=_stops(options, parameters),
                 sampling=sampling(options, json_schema(body.format), parameters), num_ctx=num_ctx,
                 cap_to_context=True, split_thinking=think.split, logprobs=logprobs, dialect="ollama",
-                endpoint=endpoint)
+                endpoint=endpoint, think=body.think)  # think reaches the template (chat_format.template_variables)
 
 
 def check_generate(body: GenerateBody, model: str) -> None:
     """Ollama's own refusals for /api/generate, before any model work."""
     if body.raw and (body.template or body.system or body.context):
         raise ApiError("invalid_request", RAW_CONFLICT)
-    if body.suffix:
-        raise unsupported(model, "insert")
+    if body.suffix and body.system:  # a FIM prompt has no place for a system turn
+        raise ApiError("invalid_request", "system cannot be combined with suffix", param="system")
     if body.images:
         raise unsupported(model, "vision")
 
@@ -138,6 +140,8 @@ def from_generate(body: GenerateBody, think: ThinkMode, endpoint: str, system: O
     """An engine request for /api/generate: raw prompt, or a user turn (after an optional system turn)."""
     parameters = parameters or {}
     base = _base(body, think, endpoint, parameters)
+    if body.suffix:  # fill-in-the-middle (engine/infill.py); "does not support insert" without FIM tokens
+        return GenerateRequest(infill=Infill(prefix=body.prompt or "", suffix=body.suffix), **base)
     if body.raw:
         return GenerateRequest(prompt=body.prompt or "", **base)
     if body.template:
@@ -150,9 +154,7 @@ def from_generate(body: GenerateBody, think: ThinkMode, endpoint: str, system: O
 
 
 def check_chat(body: ChatBody, model: str) -> None:
-    """Ollama's capability refusals for /api/chat."""
-    if body.tools:
-        raise unsupported(model, "tools")
+    """Ollama's capability refusals for /api/chat (tools are served for every model: engine/chat_format.py)."""
     if any(m.images for m in body.messages or ()):
         raise unsupported(model, "vision")
 
@@ -161,10 +163,14 @@ def from_chat(body: ChatBody, think: ThinkMode, endpoint: str, system: Optional[
               parameters: dict | None = None) -> GenerateRequest:
     """An engine request for /api/chat; the model's SYSTEM leads unless the chat starts with one."""
     parameters = parameters or {}
-    messages = tuple(Message(m.role, m.content or "") for m in body.messages or ())
+    messages = tuple(Message(m.role, m.content or "", tool_api.history_calls(m.tool_calls, i),
+                             m.tool_call_id, m.tool_name if m.role == "tool" else None)
+                     for i, m in enumerate(body.messages or ()))
     if system and (not messages or messages[0].role != "system"):
         messages = (Message("system", system),) + messages
-    return GenerateRequest(messages=messages, **_base(body, think, endpoint, parameters))
+    # Ollama has no tool_choice: tools are offered and calls parsed (auto).
+    return GenerateRequest(messages=messages, tools=tool_api.parse_tools(body.tools),
+                           **_base(body, think, endpoint, parameters))
 
 
 # --- responses -------------------------------------------------------------------------------------
@@ -201,13 +207,15 @@ def logprobs_json(logprobs: Iterable[TokenLogprob]) -> list[dict]:
 
 
 def piece(kind: str, model: str, content: str, thinking: str = "",
-          logprobs: Iterable[TokenLogprob] = ()) -> dict:
+          logprobs: Iterable[TokenLogprob] = (), tool_calls: list[dict] | None = None) -> dict:
     """One streamed object (done false): `response` for generate, `message` for chat."""
     out: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
     if kind == "chat":
-        message = {"role": "assistant", "content": content}
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if thinking:
             message["thinking"] = thinking
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         out["message"] = message
     else:
         out["response"] = content
@@ -221,9 +229,9 @@ def piece(kind: str, model: str, content: str, thinking: str = "",
 
 
 def final(kind: str, model: str, reason: str, usage: Optional[Usage], content: str = "", thinking: str = "",
-          logprobs: Iterable[TokenLogprob] = ()) -> dict:
+          logprobs: Iterable[TokenLogprob] = (), tool_calls: list[dict] | None = None) -> dict:
     """The done:true object: done_reason and, for generations, the metrics."""
-    out = piece(kind, model, content, thinking, logprobs)
+    out = piece(kind, model, content, thinking, logprobs, tool_calls)
     out["done"] = True
     out["done_reason"] = reason
     if usage is not None:

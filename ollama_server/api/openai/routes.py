@@ -14,6 +14,7 @@ from ollama_server.api.errors import ApiError
 from ollama_server.api.errors import from_engine_error
 from ollama_server.api.errors.dialects import OPENAI
 from ollama_server.api.errors.handlers import install
+from ollama_server.api.openai import tools as tool_api
 from ollama_server.api.openai import translate as tr
 from ollama_server.api.openai.schemas import ChatCompletionRequest
 from ollama_server.api.openai.schemas import CompletionRequest
@@ -111,6 +112,7 @@ def _chat_events(engine_requests: list[GenerateRequest], started: list[Generatio
                 started.append(_submit(engine_request, _choice_id(request_id, index)))
             generation = started[index]
             yield event(index, {"role": "assistant", "content": ""})
+            calls = 0  # tool calls streamed so far: each gets the next index
             for chunk in generation:
                 delta = {}
                 if chunk.reasoning:
@@ -119,8 +121,12 @@ def _chat_events(engine_requests: list[GenerateRequest], started: list[Generatio
                     delta["content"] = chunk.text
                 if delta:
                     yield event(index, delta, logprobs=tr.chat_logprobs(chunk.logprobs))
+                for call in chunk.tool_calls:
+                    for piece in tool_api.call_deltas(call, calls):
+                        yield event(index, {"tool_calls": [piece]})
+                    calls += 1
                 if chunk.finish_reason is not None:
-                    yield event(index, {}, tr.finish_reason(chunk.finish_reason))
+                    yield event(index, {}, tr.finish_reason(chunk.finish_reason, calls > 0))
                     usage = Usage(prompt_tokens=chunk.usage.prompt_tokens,
                                   completion_tokens=usage.completion_tokens + chunk.usage.completion_tokens,
                                   cached_tokens=chunk.usage.cached_tokens)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from typing import Any
 from typing import Literal
 from typing import Optional
 from typing import Union
@@ -32,6 +33,8 @@ class ChatMessage(_Open):
     name: Optional[str] = None
     reasoning_content: Optional[str] = None
     reasoning: Optional[str] = None
+    tool_calls: Optional[list[dict]] = None  # assistant turns (checked in tools.py)
+    tool_call_id: Optional[str] = None  # tool turns
 
 
 class StreamOptions(_Open):
@@ -99,6 +102,15 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: Optional[Annotated[int, Field(ge=1)]] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[Annotated[int, Field(ge=0, le=20)]] = None
+    # Tool calling (tools.py); the legacy functions / function_call are declared only to be refused.
+    tools: Optional[list[dict]] = None
+    tool_choice: Union[str, dict, None] = None
+    parallel_tool_calls: Optional[bool] = None
+    functions: Optional[list] = None
+    function_call: Union[str, dict, None] = None
+    # Thinking control (translate.thinking_fields): openai-python's ReasoningEffort and vLLM's template kwargs.
+    reasoning_effort: Optional[Literal["none", "minimal", "low", "medium", "high", "xhigh"]] = None
+    chat_template_kwargs: Optional[dict[str, Any]] = None
 
 
 PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -129,6 +141,7 @@ class TokenizeRequest(_Open):
     messages: Optional[Annotated[list[ChatMessage], Field(min_length=1)]] = None
     add_special_tokens: bool = True
     add_generation_prompt: bool = True
+    tools: Optional[list[dict]] = None  # rendered into the prompt as a chat request would have them
 
 
 class DetokenizeRequest(_Open):

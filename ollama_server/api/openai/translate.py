@@ -7,12 +7,14 @@ from dataclasses import replace
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.openai import tools as tool_api
 from ollama_server.api.openai.constraints import constraint_of
 from ollama_server.api.openai.schemas import ChatCompletionRequest
 from ollama_server.api.openai.schemas import CompletionRequest
 from ollama_server.api.openai.schemas import _Sampling
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import GenerateResult
+from ollama_server.engine.types import Infill
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import TokenLogprob
@@ -77,22 +79,39 @@ def from_chat_request(body: ChatCompletionRequest, endpoint: str, default_max_to
     """
     asked = body.max_completion_tokens or body.max_tokens
     max_tokens = asked or (default_max_tokens or None)
-    messages = tuple(Message(m.role, message_text(m)) for m in body.messages)
+    messages = tuple(Message(m.role, message_text(m), tool_api.history_calls(m.tool_calls, i), m.tool_call_id,
+                             m.name if m.role == "tool" else None) for i, m in enumerate(body.messages))
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     constraint = constraint_of(body)
+    tool_fields = tool_api.tool_fields(body)
     requests = []
     for choice in range(body.n):
         sampling = replace(sampling_from(body, choice), **constraint)
         requests.append(GenerateRequest(messages=messages, max_tokens=max_tokens, cap_to_context=asked is None,
                                         logprobs=logprobs, split_thinking=True, sampling=sampling,
-                                        **_common(body, endpoint, choice)))
+                                        **tool_fields, **thinking_fields(body), **_common(body, endpoint, choice)))
     return requests
+
+
+def thinking_fields(body: ChatCompletionRequest) -> dict:
+    """reasoning_effort ("none": no thinking, else thinking at that level) and chat_template_kwargs, for the
+    chat template (engine/chat_format.template_variables refuses what the model's template cannot take)."""
+    think = None if body.reasoning_effort is None else (False if body.reasoning_effort == "none"
+                                                         else body.reasoning_effort)
+    return dict(think=think, think_field="reasoning_effort", template_vars=dict(body.chat_template_kwargs or {}))
+
+
+def _infill(body: CompletionRequest, prompt) -> Infill:
+    """The fill-in-the-middle request of a text prompt with a suffix."""
+    if not isinstance(prompt, str):
+        raise ApiError("invalid_request", "suffix needs a text prompt, not token ids", param="suffix")
+    if body.echo:
+        raise ApiError("invalid_request", "echo cannot be combined with suffix", param="echo")
+    return Infill(prefix=prompt, suffix=body.suffix or "")
 
 
 def from_completion_request(body: CompletionRequest, endpoint: str) -> list[GenerateRequest]:
     """One engine request per prompt and choice: choice index = prompt_index * n + i."""
-    if body.suffix:
-        raise ApiError("invalid_request", "suffix (fill-in-the-middle) is not supported", param="suffix")
     prompt = body.prompt
     if isinstance(prompt, str):
         prompts: list = [prompt]
@@ -110,8 +129,11 @@ def from_completion_request(body: CompletionRequest, endpoint: str) -> list[Gene
             sampling = replace(sampling_from(body, choice), **constraint)
             base = dict(max_tokens=body.max_tokens, logprobs=body.logprobs, sampling=sampling,
                         **_common(body, endpoint, choice))
-            requests.append(GenerateRequest(prompt=p, **base) if isinstance(p, str)
-                            else GenerateRequest(prompt_tokens=p, **base))
+            if body.suffix:  # fill-in-the-middle: the engine lays it out with the model's FIM tokens
+                requests.append(GenerateRequest(infill=_infill(body, p), **base))
+            else:
+                requests.append(GenerateRequest(prompt=p, **base) if isinstance(p, str)
+                                else GenerateRequest(prompt_tokens=p, **base))
     return requests
 
 
@@ -149,17 +171,23 @@ def completion_logprobs(entries: tuple[TokenLogprob, ...], start_offset: int = 0
 ABORTED = "abort"
 
 
-def finish_reason(reason: Optional[str]) -> Optional[str]:
-    """Engine finish reason -> OpenAI's: 'length', 'stop', or vLLM's 'abort' for a dismissed request."""
+def finish_reason(reason: Optional[str], called_tools: bool = False) -> Optional[str]:
+    """Engine finish reason -> OpenAI's: 'length', 'stop' ('tool_calls' when the model called tools), or
+    vLLM's 'abort' for a dismissed request."""
     if reason is None:
         return None
     if reason == "cancelled":
         return ABORTED
-    return "length" if reason == "length" else "stop"
+    if reason == "length":
+        return "length"
+    return "tool_calls" if called_tools else "stop"
 
 
 def chat_message(result: GenerateResult) -> dict:
     message = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["content"] = result.text or None  # as OpenAI answers a pure call
+        message["tool_calls"] = [tool_api.call_json(call) for call in result.tool_calls]
     if result.reasoning:
         # Both spellings: older clients read reasoning_content, newer ones reasoning.
         message["reasoning_content"] = result.reasoning
@@ -184,7 +212,7 @@ def to_chat_completion(results: list[GenerateResult], response_id: str, created:
         "model": results[0].model,
         "system_fingerprint": FINGERPRINT,
         "choices": [{"index": i, "message": chat_message(r), "logprobs": chat_logprobs(r.logprobs),
-                     "finish_reason": finish_reason(r.finish_reason), "stop_reason": r.stop_match}
+                     "finish_reason": finish_reason(r.finish_reason, bool(r.tool_calls)), "stop_reason": r.stop_match}
                     for i, r in enumerate(results)],
         "usage": usage_json(usage),
     }

@@ -11,6 +11,7 @@ from ollama_server.api.errors.dialects import VLLM
 from ollama_server.api.errors.handlers import install
 from ollama_server.api.openai.schemas import DetokenizeRequest
 from ollama_server.api.openai.schemas import TokenizeRequest
+from ollama_server.api.openai.tools import parse_tools
 from ollama_server.api.openai.translate import message_text
 from ollama_server.api.tgi import tokenize as tgi_tokenize
 from ollama_server.api.validation import parse_body
@@ -40,8 +41,11 @@ def tokenize():
         raise ApiError("invalid_request", "give exactly one of prompt or messages", param="prompt")
     # add_generation_prompt is accepted but, as before, always on: the engine's chat template always adds it.
     messages = None if body.messages is None else tuple(Message(m.role, message_text(m)) for m in body.messages)
+    if body.tools and messages is None:
+        raise ApiError("invalid_request", "tools need messages (a prompt is tokenized as it is)", param="tools")
     engine_request = GenerateRequest(model=body.model, prompt=body.prompt, messages=messages,
-                                     add_special=body.add_special_tokens, dialect="vllm", endpoint=request.path)
+                                     tools=parse_tools(body.tools), add_special=body.add_special_tokens,
+                                     dialect="vllm", endpoint=request.path)
     engine = services().engine
     name, tokens = engine.prompt_tokens(engine_request)
     return jsonify({"count": len(tokens), "max_model_len": engine.runtime_context(engine.resolve(name)),
