@@ -1,6 +1,8 @@
 """The official anthropic SDK against the real server and the real Gemma model."""
 from __future__ import annotations
 
+import json
+
 import anthropic
 import pytest
 
@@ -11,6 +13,18 @@ MODEL = "gemma3:270m"
 # This SDK version has no temperature argument; the API field still exists and goes through extra_body.
 GREEDY = {"temperature": 0.0}
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+CITIES = ["Paris", "Rome", "Oslo"]
+WEATHER = {"name": "get_weather", "description": "The weather forecast for a city",
+           "input_schema": {"type": "object", "additionalProperties": False, "required": ["city", "days"],
+                            "properties": {"city": {"enum": CITIES}, "days": {"type": "integer"}}}}
+ASK = [{"role": "user", "content": "What will the weather be in Paris for the next 3 days?"}]
+FORCED = {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}
+
+
+def follows_schema(arguments: dict) -> bool:
+    """WEATHER's input_schema checked by hand (jsonschema is not a dependency)."""
+    return (set(arguments) == {"city", "days"} and arguments["city"] in CITIES
+            and isinstance(arguments["days"], int) and not isinstance(arguments["days"], bool))
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +82,10 @@ def test_a_stop_sequence_ends_the_reply_and_is_named(sdk):
 def test_a_bad_request_raises_bad_request_error_naming_the_field(sdk):
     with pytest.raises(anthropic.BadRequestError) as caught:
         sdk.messages.create(model=MODEL, max_tokens=8, messages=QUESTION,
-                            tools=[{"name": "weather", "input_schema": {"type": "object"}}])
+                            tools=[{"name": "weather", "input_schema": {"type": "array"}}])
     assert caught.value.status_code == 400
-    assert caught.value.body["error"]["type"] == "invalid_request_error"
-    assert "tools" in caught.value.body["error"]["message"]
+    assert caught.value.body["error"] == {"type": "invalid_request_error",
+                                          "message": "tools.0.input_schema.type: must be 'object'"}
     with pytest.raises(anthropic.BadRequestError, match="temperature"):
         sdk.messages.create(model=MODEL, max_tokens=8, messages=QUESTION, extra_body={"temperature": 1.5})
 
@@ -100,3 +114,38 @@ def test_the_key_works_as_x_api_key_and_as_bearer_and_a_wrong_one_is_refused(key
     with pytest.raises(anthropic.AuthenticationError) as caught:
         wrong.messages.create(model=MODEL, max_tokens=2, messages=QUESTION)
     assert caught.value.body["error"]["type"] == "authentication_error"
+
+
+def test_a_forced_tool_gives_a_tool_use_block_whose_input_follows_the_schema_and_its_result_an_answer(sdk):
+    asked = sdk.messages.create(model=MODEL, max_tokens=80, extra_body=GREEDY, messages=ASK, tools=[WEATHER],
+                                tool_choice=FORCED)
+    assert asked.stop_reason == "tool_use"
+    [use] = asked.content
+    assert use.type == "tool_use" and use.id.startswith("toolu_") and use.name == "get_weather"
+    assert follows_schema(use.input)
+    history = ASK + [{"role": "assistant", "content": [use.model_dump(include={"type", "id", "name", "input"})]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                                   "content": json.dumps({"forecast": "sunny, 18 C"})}]}]
+    answer = sdk.messages.create(model=MODEL, max_tokens=40, extra_body=GREEDY, messages=history, tools=[WEATHER])
+    # Offered with auto, a base model may call again: either way the round trip is served and well-formed.
+    assert answer.stop_reason in ("end_turn", "max_tokens", "tool_use") and answer.content
+    if answer.stop_reason != "tool_use":
+        assert [block.type for block in answer.content] == ["text"] and answer.content[0].text.strip()
+
+
+def test_a_streamed_forced_tool_ends_in_a_final_message_with_the_tool_use_block(sdk):
+    with sdk.messages.stream(model=MODEL, max_tokens=80, extra_body=GREEDY, messages=ASK, tools=[WEATHER],
+                             tool_choice=FORCED) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert "input_json" in kinds and final.stop_reason == "tool_use"
+    [use] = final.content
+    assert use.type == "tool_use" and use.name == "get_weather" and follows_schema(use.input)
+    created = sdk.messages.create(model=MODEL, max_tokens=80, extra_body=GREEDY, messages=ASK, tools=[WEATHER],
+                                  tool_choice=FORCED)
+    assert created.content[0].input == use.input  # temperature 0: the same call either way
+
+
+def test_count_tokens_counts_the_tools(sdk):
+    plain = sdk.messages.count_tokens(model=MODEL, messages=ASK).input_tokens
+    assert sdk.messages.count_tokens(model=MODEL, messages=ASK, tools=[WEATHER]).input_tokens > plain + 10

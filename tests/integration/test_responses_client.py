@@ -80,11 +80,50 @@ def test_a_json_schema_format_forces_json_that_validates(sdk):
     assert set(value) == {"city"} and isinstance(value["city"], str)
 
 
-def test_function_tools_are_a_bad_request_naming_tools(sdk):
-    with pytest.raises(openai.BadRequestError) as caught:
-        sdk.responses.create(model=MODEL, input=QUESTION, tools=[{
-            "type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
-    assert caught.value.param == "tools" and "not supported on /v1/responses yet" in caught.value.message
+WEATHER = {"type": "function", "name": "get_weather", "description": "The weather forecast for a city",
+           "parameters": {"type": "object", "additionalProperties": False, "required": ["city", "days"],
+                          "properties": {"city": {"enum": ["Paris", "Rome", "Oslo"]}, "days": {"type": "integer"}}}}
+FORCED = dict(model=MODEL, input="What will the weather be in Paris for the next 3 days?", tools=[WEATHER],
+              tool_choice={"type": "function", "name": "get_weather"}, parallel_tool_calls=False,
+              max_output_tokens=80, temperature=0.0)
+
+
+def valid_weather(arguments: str) -> bool:
+    """The tool's schema checked by hand (jsonschema is not a dependency)."""
+    value = json.loads(arguments)
+    return (set(value) == {"city", "days"} and value["city"] in ("Paris", "Rome", "Oslo")
+            and isinstance(value["days"], int) and not isinstance(value["days"], bool))
+
+
+def test_a_named_tool_choice_gives_a_function_call_whose_arguments_validate(sdk):
+    response = sdk.responses.create(**FORCED)
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "get_weather" and call.status == "completed" and valid_weather(call.arguments)
+    assert call.id.startswith("fc_") and call.call_id.startswith("call_") and response.status == "completed"
+
+
+def test_a_function_call_output_sent_back_gives_a_message(sdk):
+    first = sdk.responses.create(**FORCED)
+    [call] = [item for item in first.output if item.type == "function_call"]
+    second = sdk.responses.create(model=MODEL, previous_response_id=first.id, tools=[WEATHER], max_output_tokens=24,
+                                  temperature=0.0, input=[{"type": "function_call_output", "call_id": call.call_id,
+                                                           "output": json.dumps({"forecast": "sunny"})}])
+    assert second.previous_response_id == first.id and second.output[-1].type == "message"
+    # The earlier call and its output are part of the second prompt.
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+
+def test_a_streamed_forced_call_sends_the_function_call_events_in_order(sdk):
+    events = list(sdk.responses.create(stream=True, **FORCED))
+    types = [event.type for event in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                     "response.output_item.done", "response.completed"]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert events[2].item.type == "function_call" and events[2].item.arguments == ""
+    final = events[-1].response
+    [call] = final.output
+    assert call.type == "function_call" and call.arguments == events[4].arguments and valid_weather(call.arguments)
 
 
 def test_an_unknown_previous_response_id_is_not_found(sdk):

@@ -168,15 +168,6 @@ def test_content_that_is_neither_text_nor_blocks_is_a_400_naming_it(client):
     assert response.get_json()["error"]["message"].startswith("messages.0.content: ")
 
 
-def test_tools_are_a_400_saying_tool_use_is_not_supported_yet(client):
-    for route, extra in (("/v1/messages", {"max_tokens": 4}), ("/v1/messages/count_tokens", {})):
-        response = client.post(route, json={"model": "tiny", "messages": HI, **extra,
-                                            "tools": [{"name": "f", "input_schema": {"type": "object"}}]})
-        assert response.status_code == 400
-        assert response.get_json()["error"] == {"type": "invalid_request_error",
-                                                "message": "tools: tool use is not supported by this server yet"}
-
-
 def test_an_image_block_is_a_400_naming_it(client):
     response = client.post("/v1/messages", json={"model": "tiny", "max_tokens": 4, "messages": [
         {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": ""}}]}]})

@@ -60,15 +60,10 @@ def test_thinking_is_always_split_out_and_shown_only_when_enabled(thinking, show
     ({"thinking": {"type": "enabled", "budget_tokens": 100}, "max_tokens": 4096}, "thinking.budget_tokens"),
     ({"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 2048}, "max_tokens"),
     ({"thinking": {"type": "disabled", "budget_tokens": 2048}}, "thinking.budget_tokens"),
-    ({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}, "tools"),
-    ({"tool_choice": {"type": "auto"}}, "tool_choice"),
     ({"mcp_servers": []}, "mcp_servers"),
     ({"stop_sequences": ["ok", ""]}, "stop_sequences.1"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages.0.content.0"),
     ({"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}, "messages.0.content.0"),
-    ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]}, "tools"),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": [
-        {"type": "tool_use", "id": "t", "name": "f", "input": {}}]}, {"role": "user", "content": "r"}]}, "tools"),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "The answer is"}]},
      "messages.1"),
     ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content.0.text"),
@@ -77,12 +72,7 @@ def test_what_cannot_be_served_is_a_400_naming_the_field(fields, param):
     with pytest.raises(ApiError) as caught:
         tr.from_messages_request(body(**fields), "/v1/messages")
     assert caught.value.kind == "invalid_request" and caught.value.param == param
-    assert param.split(".")[0] in caught.value.message or "tool use" in caught.value.message
-
-
-def test_tool_use_is_refused_with_the_not_yet_supported_message():
-    with pytest.raises(ApiError, match="tool use is not supported by this server yet"):
-        tr.from_messages_request(body(tools=[{"name": "f", "input_schema": {}}]), "/v1/messages")
+    assert caught.value.message.startswith(param + ": ")
 
 
 def test_thinking_blocks_of_earlier_assistant_turns_are_left_out_as_anthropic_does():

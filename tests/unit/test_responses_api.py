@@ -166,14 +166,6 @@ def test_a_stored_response_is_retrieved_as_answered_and_deleted(client, fake_bac
     assert client.delete(f"/v1/responses/{payload['id']}").status_code == 404
 
 
-def test_tools_are_a_400_naming_tools_and_reach_no_model(client, fake_backend):
-    reply = create(client, input="x", tools=[{"type": "function", "name": "f", "parameters": {}}])
-    assert reply.status_code == 400
-    error = reply.get_json()["error"]
-    assert error["param"] == "tools" and "not supported on /v1/responses yet" in error["message"]
-    assert error["type"] == "invalid_request_error" and fake_backend.history == []
-
-
 def test_an_unknown_field_is_a_400_naming_it(client):
     reply = create(client, input="x", frobnicate=1)
     assert reply.status_code == 400 and reply.get_json()["error"]["param"] == "frobnicate"

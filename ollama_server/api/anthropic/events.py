@@ -6,9 +6,11 @@ from typing import Iterator
 from typing import Optional
 
 from ollama_server.api.anthropic import translate as tr
+from ollama_server.api.anthropic.tools import tool_use_block
 from ollama_server.api.errors import ApiError
 from ollama_server.api.streaming import dumps
 from ollama_server.engine.types import Chunk
+from ollama_server.engine.types import ToolCall
 from ollama_server.engine.types import Usage
 
 
@@ -33,20 +35,22 @@ class MessageStream:
         self.index = -1                     # the open block's index (-1: none opened yet)
         self.open_type: Optional[str] = None
         self.pinged = False
+        self.called = False                 # a tool_use block went out: the message ends with stop_reason tool_use
 
     def start(self) -> str:
         usage = Usage(prompt_tokens=self.input_tokens)
         return sse("message_start", {"type": "message_start", "message": tr.message_json(
             self.message_id, self.model, [], None, None, usage)})
 
-    def _open(self, kind: str) -> Iterator[str]:
-        if self.open_type == kind:
+    def _open(self, kind: str, block: Optional[dict] = None) -> Iterator[str]:
+        if self.open_type == kind and kind != "tool_use":  # every call is a block of its own
             return
         yield from self._close()
         self.index += 1
         self.open_type = kind
-        block = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": "",
-                                                                     "signature": ""}
+        if block is None:
+            block = {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": "",
+                                                                         "signature": ""}
         yield sse("content_block_start", {"type": "content_block_start", "index": self.index,
                                           "content_block": block})
         if not self.pinged:  # Anthropic pings once right after the first block opens
@@ -64,19 +68,30 @@ class MessageStream:
                                                                               "thinking": text}
         yield sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
 
+    def _tool_use(self, call: ToolCall) -> Iterator[str]:
+        """A whole call (the engine yields calls complete): the block with input {}, its input JSON, its stop."""
+        block = {**tool_use_block(call), "input": {}}
+        yield from self._open("tool_use", block)
+        delta = {"type": "input_json_delta", "partial_json": call.arguments}
+        yield sse("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+        yield from self._close()
+        self.called = True
+
     def feed(self, chunk: Chunk) -> Iterator[str]:
-        """The events one chunk makes (thinking before text, as the engine splits them)."""
+        """The events one chunk makes (thinking, text, then its tool calls, as the engine splits them)."""
         if chunk.reasoning and self.show_thinking:
             yield from self._delta("thinking", chunk.reasoning)
         if chunk.text:
             yield from self._delta("text", chunk.text)
+        for call in chunk.tool_calls:
+            yield from self._tool_use(call)
 
     def finish(self, last: Chunk) -> Iterator[str]:
         """Close the open block (an empty reply gets one empty text block), then message_delta and message_stop."""
         if self.index < 0:
             yield from self._open("text")
         yield from self._close()
-        reason, sequence = tr.stop_reason(last.finish_reason, last.stop_kind, last.stop_match)
+        reason, sequence = tr.stop_reason(last.finish_reason, last.stop_kind, last.stop_match, self.called)
         usage = last.usage or Usage(prompt_tokens=self.input_tokens)
         yield sse("message_delta", {"type": "message_delta",
                                     "delta": {"stop_reason": reason, "stop_sequence": sequence},

@@ -21,13 +21,21 @@ class _Closed(BaseModel):
 
 
 class ContentBlock(BaseModel):
-    """One content block; only text is served, the others are refused by name in translate.py."""
+    """One content block: text, tool_use and tool_result are served, the others are refused by name in translate.py."""
 
     model_config = ConfigDict(extra="allow")
     type: str
     text: Optional[str] = None
     cache_control: Optional[dict] = None
     citations: Optional[list] = None
+    # tool_use (assistant turns)
+    id: Optional[str] = None
+    name: Optional[str] = None
+    input: Optional[Any] = None
+    # tool_result (user turns); content is checked in tools.py so that its errors name the block
+    tool_use_id: Optional[str] = None
+    content: Optional[Any] = None
+    is_error: Optional[bool] = None
 
 
 class SystemBlock(_Closed):
@@ -50,6 +58,32 @@ class MessageParam(_Closed):
         return value
 
 
+class ToolParam(BaseModel):
+    """A client tool; server tools (other `type`s) and unknown keys are refused by name in tools.py."""
+
+    # Open so that a server tool is refused for its type, not for the first of its own fields.
+    model_config = ConfigDict(extra="allow")
+    name: str
+    input_schema: Optional[dict] = None
+    description: Optional[str] = None
+    type: Optional[str] = None
+    cache_control: Optional[dict] = None
+    strict: Optional[bool] = None
+    eager_input_streaming: Optional[bool] = None
+    # Not served: declared so that tools.py refuses them by name.
+    input_examples: Optional[Any] = None
+    allowed_callers: Optional[Any] = None
+    defer_loading: Optional[bool] = None
+
+
+class ToolChoice(_Closed):
+    """auto | any | tool (with name) | none; the fields that do not belong to the type are refused in tools.py."""
+
+    type: Literal["auto", "any", "tool", "none"]
+    name: Optional[str] = None
+    disable_parallel_tool_use: Optional[bool] = None
+
+
 class ThinkingConfig(_Closed):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: Optional[int] = None
@@ -67,9 +101,9 @@ class _Prompt(_Closed):
     messages: Annotated[list[MessageParam], Field(min_length=1)]
     system: Union[str, list[SystemBlock], None] = None
     thinking: Optional[ThinkingConfig] = None
-    # Not served yet: declared so that translate.py refuses them by name instead of a generic "extra input".
-    tools: Optional[list[Any]] = None
-    tool_choice: Optional[dict] = None
+    tools: Optional[list[ToolParam]] = None
+    tool_choice: Optional[ToolChoice] = None
+    # Not served: declared so that translate.py refuses them by name instead of a generic "extra input".
     mcp_servers: Optional[Any] = None
     context_management: Optional[Any] = None
     output_format: Optional[Any] = None

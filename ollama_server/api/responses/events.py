@@ -7,9 +7,11 @@ from typing import Iterator
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.responses import tools as tool_api
 from ollama_server.api.responses import translate as tr
 from ollama_server.api.streaming import dumps
 from ollama_server.engine.types import Chunk
+from ollama_server.engine.types import ToolCall
 from ollama_server.engine.types import Usage
 
 # status -> the lifecycle event that ends the stream
@@ -23,13 +25,19 @@ def sse(payload: dict) -> str:
 
 
 class ResponseStream:
-    """Turns one generation's chunks into the created/in_progress, item, part, delta and completed events."""
+    """Turns one generation's chunks into the created/in_progress, item, part, delta, function call and completed
+    events."""
 
-    def __init__(self, snapshot: Callable[..., dict], message_id: str, reasoning_id: str):
+    def __init__(self, snapshot: Callable[..., dict], message_id: str, reasoning_id: str,
+                 max_calls: Optional[int] = None):
         # snapshot(status, output, usage, incomplete, error) -> the Response object at that point
         self.snapshot = snapshot
         self.message_id = message_id
         self.reasoning_id = reasoning_id
+        self.max_calls = max_calls
+        self.calls = 0
+        # Whitespace before any message text is held: a reply that only calls gets no empty message item.
+        self.pending = ""
         self.sequence = -1
         self.output: list[dict] = []     # finished items, in order
         self.open: Optional[str] = None  # "reasoning" | "message" while an item is open
@@ -59,6 +67,8 @@ class ResponseStream:
             item = {**tr.reasoning_item(self.reasoning_id, "", "in_progress"), "content": []}
             part = {"type": "reasoning_text", "text": ""}
         else:
+            if any(item["type"] == "message" for item in self.output):  # text after a call: a new message
+                self.message_id = tr.new_id("msg")
             item = tr.message_item(self.message_id, None, "in_progress")
             part = tr.text_part("")
         yield self._event("response.output_item.added", output_index=index, item=item)
@@ -89,18 +99,48 @@ class ResponseStream:
         else:
             yield self._event("response.output_text.delta", delta=text, logprobs=[], **self._where())
 
+    def _text(self, text: str) -> Iterator[str]:
+        if self.open != "message" and not text.strip():
+            self.pending += text
+            return
+        text, self.pending = self.pending + text, ""
+        yield from self._delta("message", text)
+
+    def _call(self, call: ToolCall) -> Iterator[str]:
+        """One function_call item: added (arguments ""), the arguments (whole: calls are parsed complete), done."""
+        if self.max_calls is not None and self.calls >= self.max_calls:
+            return  # beyond max_tool_calls (or a second call without parallel_tool_calls)
+        yield from self._close("completed")
+        self.pending = ""
+        index, item_id = len(self.output), tr.new_id("fc")
+        yield self._event("response.output_item.added", output_index=index,
+                          item=tool_api.call_item(call, item_id, "in_progress", arguments=""))
+        yield self._event("response.function_call_arguments.delta", item_id=item_id, output_index=index,
+                          delta=call.arguments)
+        yield self._event("response.function_call_arguments.done", item_id=item_id, output_index=index,
+                          arguments=call.arguments)
+        item = tool_api.call_item(call, item_id, "completed")
+        yield self._event("response.output_item.done", output_index=index, item=item)
+        self.output.append(item)
+        self.calls += 1
+
     def feed(self, chunk: Chunk) -> Iterator[str]:
-        """The events one chunk makes (reasoning before text, as the engine splits them)."""
+        """The events one chunk makes (reasoning before text, as the engine splits them, then its calls)."""
         if chunk.reasoning:
             yield from self._delta("reasoning", chunk.reasoning)
         if chunk.text:
-            yield from self._delta("message", chunk.text)
+            yield from self._text(chunk.text)
+        for call in chunk.tool_calls:
+            yield from self._call(call)
 
     def finish(self, last: Chunk) -> Iterator[str]:
-        """Close the open item (a reply with no text still gets its message), then the final lifecycle event."""
+        """Close the open item (a reply with neither text nor calls still gets its message), then the final
+        lifecycle event."""
         status, incomplete = tr.status_of(last.finish_reason)
         item_status = "completed" if status == "completed" else "incomplete"
-        if self.open != "message":
+        if not self.calls and self.pending:
+            yield from self._delta("message", self.pending)
+        elif not self.calls and self.open != "message":
             yield from self._open("message")
         yield from self._close(item_status)
         self.response = self.snapshot(status, list(self.output), last.usage or Usage(), incomplete)

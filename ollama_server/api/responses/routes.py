@@ -54,7 +54,7 @@ def _history(body: ResponsesRequest, store: ResponseStore) -> tuple[Message, ...
 
 def _keep(store: ResponseStore, body: ResponsesRequest, turns: tuple[Message, ...], response: dict) -> None:
     if body.store is not False and response["status"] in ("completed", "incomplete"):
-        store.put(response, turns + (Message("assistant", tr.output_text(response)),))
+        store.put(response, turns + (tr.assistant_turn(response),))
 
 
 @bp.post("/v1/responses")
@@ -77,7 +77,7 @@ def create_response():
         response.headers["X-Request-Id"] = request_id
         return response
     stream = ResponseStream(partial(tr.response_json, body, response_id, created, generation.model),
-                            message_id, reasoning_id)
+                            message_id, reasoning_id, tr.call_limit(body))
     events = _guarded(stream, generation, lambda final: _keep(store, body, turns, final))
     response = Response(stream_with_context(events), mimetype="text/event-stream")
     response.headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Request-Id": request_id})

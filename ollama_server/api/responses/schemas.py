@@ -60,11 +60,12 @@ class ResponsesRequest(_Closed):
     safety_identifier: Optional[str] = None
     prompt_cache_key: Optional[str] = None
     service_tier: Optional[Literal["auto", "default", "flex", "scale", "priority"]] = None
-    # Not served yet: declared so that translate.py refuses them by name instead of a generic "extra input".
+    # Function tools (tools.py reads them one by one so that each error names its place).
     tools: Optional[list[Any]] = None
     tool_choice: Optional[Union[str, dict]] = None
     parallel_tool_calls: Optional[bool] = None
     max_tool_calls: Optional[int] = None
+    # Not served: declared so that translate.py refuses them by name instead of a generic "extra input".
     top_logprobs: Optional[int] = None
     background: Optional[bool] = None
     background_options: Optional[Any] = None
@@ -85,4 +86,12 @@ class ResponsesRequest(_Closed):
             raise ValueError("Input should be a string or a list of input items")
         if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
             raise ValueError("every input item must be an object")
+        return value
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _string_or_object(cls, value: Any) -> Any:
+        # One clear message instead of the union's several.
+        if value is not None and not isinstance(value, (str, dict)):
+            raise ValueError("tool_choice should be 'none', 'auto', 'required' or a tool choice object")
         return value

@@ -6,22 +6,23 @@ import uuid
 from typing import Optional
 
 from ollama_server.api.errors import ApiError
+from ollama_server.api.responses import tools as tool_api
 from ollama_server.api.responses.schemas import ResponsesRequest
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import GenerateResult
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
+from ollama_server.engine.types import ToolCall
 from ollama_server.engine.types import Usage
 
 DIALECT = "openai"
-TOOLS_UNSUPPORTED = "function tools are not supported on /v1/responses yet"
 # Request fields OpenAI has and this server cannot serve: refused by name, never ignored.
 UNSUPPORTED_FIELDS = ("top_logprobs", "background", "background_options", "conversation", "prompt",
                       "context_management", "moderation", "image", "access_programs", "prompt_cache_options")
-TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "max_tool_calls")
 # include values we can honour: reasoning is returned as plain text, so there is nothing to encrypt.
 INCLUDABLE = frozenset({"reasoning.encrypted_content"})
-TOOL_ITEMS = frozenset({"function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output",
+# Items of built-in (server-side) tools: nothing here ran them, so they cannot be part of a conversation.
+BUILT_IN_ITEMS = frozenset({"custom_tool_call", "custom_tool_call_output",
                         "web_search_call", "file_search_call", "computer_call", "computer_call_output",
                         "code_interpreter_call", "image_generation_call", "local_shell_call",
                         "local_shell_call_output", "shell_call", "shell_call_output", "apply_patch_call",
@@ -33,7 +34,7 @@ TEXT_PARTS = {"user": ("input_text",), "system": ("input_text",), "developer": (
 
 
 def new_id(prefix: str) -> str:
-    """An id in OpenAI's form: resp_, msg_ or rs_ and 32 hex digits."""
+    """An id in OpenAI's form: resp_, msg_, rs_ or fc_ and 32 hex digits."""
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
@@ -47,13 +48,6 @@ def _bad(message: str, param: Optional[str]) -> ApiError:
 
 def refuse_unsupported(body: ResponsesRequest) -> None:
     """A 400 naming the first field this server cannot honour."""
-    if body.tools:
-        raise _bad(f"tools: {TOOLS_UNSUPPORTED}", "tools")
-    if body.tool_choice is not None and body.tool_choice != "none":
-        raise _bad(f"tool_choice: {TOOLS_UNSUPPORTED}", "tool_choice")
-    for name in TOOL_FIELDS[2:]:
-        if getattr(body, name) is not None:
-            raise _bad(f"{name}: {TOOLS_UNSUPPORTED}", name)
     for name in UNSUPPORTED_FIELDS:
         if getattr(body, name) not in (None, 0, False):
             raise _bad(f"{name}: not supported by this server", name)
@@ -97,14 +91,18 @@ def _content_text(content: object, role: str, where: str) -> str:
     return "".join(texts)
 
 
-def _item_message(item: dict, index: int) -> Optional[Message]:
-    """The chat turn of one input item (None for a past reasoning item, which the context drops)."""
+def _item_message(item: dict, index: int, calls: dict[str, str]) -> Optional[Message | ToolCall]:
+    """The chat turn (or earlier call) of one input item; None for a past reasoning item, which the context drops."""
     where = f"input.{index}"
     kind = item.get("type", "message")
     if not isinstance(kind, str):
         raise _bad(f"{where}.type: must be a string", f"{where}.type")
-    if kind in TOOL_ITEMS:
-        raise _bad(f"{where}: {kind} items: {TOOLS_UNSUPPORTED}", "tools")
+    if kind == "function_call":
+        return tool_api.call_turn(item, where)
+    if kind == "function_call_output":
+        return tool_api.output_turn(item, where, calls)
+    if kind in BUILT_IN_ITEMS:
+        raise _bad(f"{where}: {kind} items (built-in tools) are not supported by this server", f"{where}.type")
     if kind == "reasoning":
         return None
     if kind != "message":
@@ -117,13 +115,30 @@ def _item_message(item: dict, index: int) -> Optional[Message]:
     return Message(ROLES[role], _content_text(item["content"], role, f"{where}.content"))
 
 
-def input_messages(body: ResponsesRequest) -> tuple[Message, ...]:
-    """The request's own input as chat turns (developer is system; instructions are not included)."""
+def input_messages(body: ResponsesRequest, history: tuple[Message, ...] = ()) -> tuple[Message, ...]:
+    """The request's own input as chat turns (developer is system; instructions are not included).
+
+    function_call items join the assistant turn before them (one turn, several calls, as chat templates
+    expect); a function_call_output must answer a call made earlier, in `history` or in this input.
+    """
     if body.input is None:
         return ()
     if isinstance(body.input, str):
         return (Message("user", body.input),)
-    return tuple(m for m in (_item_message(item, i) for i, item in enumerate(body.input)) if m is not None)
+    calls = {call.id: call.name for turn in history for call in turn.tool_calls}
+    turns: list[Message] = []
+    for index, item in enumerate(body.input):
+        made = _item_message(item, index, calls)
+        if isinstance(made, ToolCall):
+            calls[made.id] = made.name
+            if turns and turns[-1].role == "assistant":
+                last = turns.pop()
+                made = Message("assistant", last.content, last.tool_calls + (made,))
+            else:
+                made = Message("assistant", "", (made,))
+        if made is not None:
+            turns.append(made)
+    return tuple(turns)
 
 
 def constraint_of(body: ResponsesRequest) -> dict:
@@ -163,7 +178,8 @@ def from_request(body: ResponsesRequest, history: tuple[Message, ...], endpoint:
     refuse_unsupported(body)
     if body.input is None and body.previous_response_id is None:
         raise _bad("input: Field required (a string or a list of input items)", "input")
-    turns = history + input_messages(body)
+    tool_fields = tool_api.tool_fields(body)
+    turns = history + input_messages(body, history)
     head = (Message("system", body.instructions),) if body.instructions else ()
     if not turns and not head:
         raise _bad("input: must not be empty", "input")
@@ -171,7 +187,7 @@ def from_request(body: ResponsesRequest, history: tuple[Message, ...], endpoint:
     request = GenerateRequest(model=body.model or None, messages=head + turns, max_tokens=max_tokens,
                               cap_to_context=body.max_output_tokens is None, split_thinking=True,
                               sampling=sampling_from(body), think=think_of(body), think_field="reasoning.effort",
-                              dialect=DIALECT, endpoint=endpoint)
+                              dialect=DIALECT, endpoint=endpoint, **tool_fields)
     return request, turns
 
 
@@ -207,11 +223,20 @@ def message_item(item_id: str, text: Optional[str], status: str) -> dict:
             "content": [] if text is None else [text_part(text)]}
 
 
-def output_items(result: GenerateResult, message_id: str, reasoning_id: str) -> list[dict]:
-    """A reasoning item when the model thought, then the message."""
+def call_limit(body: ResponsesRequest) -> Optional[int]:
+    """How many function calls a response may carry (max_tool_calls; 1 without parallel_tool_calls)."""
+    return 1 if body.parallel_tool_calls is False else body.max_tool_calls
+
+
+def output_items(result: GenerateResult, message_id: str, reasoning_id: str,
+                 max_calls: Optional[int] = None) -> list[dict]:
+    """A reasoning item when the model thought, the message (left out when the model only called), the calls."""
     status = "incomplete" if result.finish_reason == "length" else "completed"
     items = [reasoning_item(reasoning_id, result.reasoning, status)] if result.reasoning else []
-    return items + [message_item(message_id, result.text, status)]
+    calls = result.tool_calls[:max_calls] if max_calls is not None else result.tool_calls
+    if result.text.strip() or not calls:
+        items.append(message_item(message_id, result.text, status))
+    return items + [tool_api.call_item(call, new_id("fc"), "completed") for call in calls]
 
 
 def response_json(body: ResponsesRequest, response_id: str, created: int, model: str, status: str,
@@ -226,13 +251,14 @@ def response_json(body: ResponsesRequest, response_id: str, created: int, model:
         "completed_at": now() if status == "completed" else None, "error": error,
         "incomplete_details": incomplete, "instructions": body.instructions,
         "max_output_tokens": body.max_output_tokens, "model": model, "output": output,
-        "parallel_tool_calls": True, "previous_response_id": body.previous_response_id,
+        "parallel_tool_calls": body.parallel_tool_calls is not False, "max_tool_calls": body.max_tool_calls,
+        "previous_response_id": body.previous_response_id,
         "reasoning": {"effort": reasoning.effort if reasoning else None,
                       "summary": (reasoning.summary or reasoning.generate_summary) if reasoning else None},
         "store": body.store is not False,
         "temperature": defaults.temperature if body.temperature is None else body.temperature,
         "text": {"format": fmt, "verbosity": "medium"},
-        "tool_choice": "auto" if body.tool_choice is None else "none", "tools": [],
+        "tool_choice": "auto" if body.tool_choice is None else body.tool_choice, "tools": tool_api.tools_json(body),
         "top_p": defaults.top_p if body.top_p is None else body.top_p, "truncation": "disabled",
         "background": False,
         "usage": None if usage is None else usage_json(usage), "user": body.user,
@@ -246,10 +272,15 @@ def to_response(body: ResponsesRequest, result: GenerateResult, response_id: str
     """The non-streaming answer."""
     status, incomplete = status_of(result.finish_reason)
     return response_json(body, response_id, created, result.model, status,
-                         output_items(result, message_id, reasoning_id), result.usage, incomplete)
+                         output_items(result, message_id, reasoning_id, call_limit(body)), result.usage, incomplete)
 
 
 def output_text(response: dict) -> str:
     """The text of a Response's message items (what a later turn sees as the assistant's reply)."""
     return "".join(part.get("text", "") for item in response["output"] if item["type"] == "message"
                    for part in item["content"] if part["type"] == "output_text")
+
+
+def assistant_turn(response: dict) -> Message:
+    """A finished Response as the assistant turn a later response continues: its text and its calls."""
+    return Message("assistant", output_text(response), tool_api.calls_of(response))
