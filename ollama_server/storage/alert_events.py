@@ -84,13 +84,6 @@ class AlertHistory(SharedFileStore):
         self._status.succeeded()
         return WriteResult(True, count)
 
-    def _read(self, sql: str, params: list) -> list:
-        try:
-            return self.db.execute(sql, params).fetchall()
-        except STORE_ERRORS as exc:
-            log.warning("alert history: read failed, returning no data (%s)", exc)
-            return []
-
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest `limit` transitions (at most MAX_LIMIT), newest first."""
         limit = max(0, min(int(limit), MAX_LIMIT))

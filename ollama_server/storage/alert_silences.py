@@ -103,13 +103,6 @@ class AlertSilences(SharedFileStore):
                          "close acknowledgements", at)
 
     # --- reads --------------------------------------------------------------------------------
-    def _read(self, sql: str, params: list) -> list:
-        try:
-            return self.db.execute(sql, params).fetchall()
-        except STORE_ERRORS as exc:
-            log.warning("alert silences: read failed, returning no data (%s)", exc)
-            return []
-
     def get(self, silence_id: int) -> Optional[dict[str, Any]]:
         """One entry by id, active or not."""
         rows = self._read(f"SELECT {', '.join(_COLUMNS)} FROM alert_silences WHERE id = ?", [int(silence_id)])

@@ -50,13 +50,6 @@ class BenchmarkStore(SharedFileStore):
         self._status.succeeded()
         return cursor.lastrowid
 
-    def _read(self, sql: str, params: list) -> list:
-        try:
-            return self.db.execute(sql, params).fetchall()
-        except STORE_ERRORS as exc:
-            log.warning("model benchmarks: read failed, returning no data (%s)", exc)
-            return []
-
     def history(self, model: str, limit: int = 20) -> list[dict[str, Any]]:
         """The model's newest `limit` results (at most MAX_LIMIT), newest first."""
         limit = max(0, min(int(limit), MAX_LIMIT))

@@ -2,6 +2,7 @@
 connections (the schema migrated once per process), a clock, and a status of the last write."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -11,7 +12,10 @@ import sqlite_utils
 from ollama_server.storage import migrations
 from ollama_server.storage.db import BUSY_TIMEOUT_S
 from ollama_server.storage.db import PerThreadDatabase
+from ollama_server.storage.status import STORE_ERRORS
 from ollama_server.storage.status import StoreStatus
+
+log = logging.getLogger(__name__)
 
 
 class SharedFileStore:
@@ -35,6 +39,14 @@ class SharedFileStore:
     def close(self) -> None:
         """Close the calling thread's connection."""
         self._connections.close()
+
+    def _read(self, sql: str, params: list) -> list:
+        """Rows of a query; none (logged) when the file cannot be read: a page shows no data, it never fails."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except STORE_ERRORS as exc:
+            log.warning("%s: read failed, returning no data (%s)", self.label, exc)
+            return []
 
     def status(self) -> dict:
         """{"state": "ok" | "locked" | "full" | "error", "message", ...} of the last write."""
