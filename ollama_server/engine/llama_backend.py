@@ -24,6 +24,8 @@ from ollama_server.engine.backend import EmbeddingShape
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.grammar_checker import GrammarChecker
+from ollama_server.engine.sampler import PENALTY_WINDOW
+from ollama_server.engine.sampler import TruncatedSampler
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import SamplingParams
@@ -40,7 +42,6 @@ _POOLINGS = {0: "mean", 1: "mean", 2: "cls", 3: "last"}
 # per token (1 MiB for Gemma's 262k vocabulary), so the embedding context is capped rather than context-sized.
 EMBED_BATCH_TOKENS = 512
 EMBED_MAX_SEQUENCES = 64
-_PENALTY_WINDOW = 64  # tokens the repetition penalties look back over (llama.cpp's default)
 _backend_ready = threading.Lock()
 _backend_initialised = False
 
@@ -54,10 +55,11 @@ def _init_backend() -> None:
 
 
 class SlotSampler:
-    """A request's sampler chain; a second chain bans end-of-generation while min_tokens is unmet."""
+    """A grammar-constrained request's llama.cpp chain; a second chain bans end-of-generation while
+    min_tokens is unmet."""
 
     def __init__(self, chain, banned_chain=None, ban_always: bool = False):
-        self.chain = chain  # None: plain greedy, done as an argmax over the logits without a chain
+        self.chain = chain
         self.banned_chain = banned_chain
         self.ban_always = ban_always
 
@@ -123,6 +125,7 @@ class LlamaBatchModel:
         self.embed_decodes = 0
         # Found once at load (~0.3 s for 262k tokens) rather than in the middle of someone's stream.
         self._eog_ids = [t for t in range(self.facts.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+        self._eog_array = np.array(self._eog_ids, dtype=np.intp)
 
     # --- text ---------------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool) -> list[int]:
@@ -179,27 +182,31 @@ class LlamaBatchModel:
 
     # --- sampling -----------------------------------------------------------------------------
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
-                    ignore_eos: bool = False, grammar: Optional[str] = None) -> SlotSampler:
-        plain_greedy = (sampling.temperature <= 0 and grammar is None and sampling.repeat_penalty == 1.0
-                        and not sampling.frequency_penalty and not sampling.presence_penalty)
-        if plain_greedy:
-            # llama.cpp's chain copies all 262k logits into a candidate array per token (~1.5 ms);
-            # an argmax over the logits view gives the same token for a fraction of that.
-            return SlotSampler(None, ban_always=ignore_eos)
+                    ignore_eos: bool = False, grammar: Optional[str] = None):
+        if grammar is None:
+            # llama.cpp's chain copies all 262k logits into a candidate array per token (~1.5 ms per slot);
+            # the truncated sampler applies the same chain to the few tokens that can matter (~0.1 ms).
+            seed = sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+            return TruncatedSampler(sampling, prompt, self._eog_array, seed, ban_always=ignore_eos)
         chain = self._chain(sampling, prompt, grammar, ban_eog=ignore_eos)
         banned = None
         if min_tokens > 0 and not ignore_eos:
             banned = self._chain(sampling, prompt, grammar, ban_eog=True)
         return SlotSampler(chain, banned, ban_always=ignore_eos)
 
+    @staticmethod
+    def can_draft(sampler) -> bool:
+        """Whether a request's sampler can verify draft tokens (not a grammar-constrained chain)."""
+        return isinstance(sampler, TruncatedSampler)
+
     def _chain(self, sampling: SamplingParams, prompt: Sequence[int], grammar: Optional[str], ban_eog: bool):
         chain = internals.LlamaSampler()
         if ban_eog:
             chain.add_logit_bias(self.facts.vocab_size, {t: float("-inf") for t in self._end_tokens()})
         if sampling.repeat_penalty != 1.0 or sampling.frequency_penalty or sampling.presence_penalty:
-            chain.add_penalties(self.facts.vocab_size, _PENALTY_WINDOW, sampling.repeat_penalty,
+            chain.add_penalties(self.facts.vocab_size, PENALTY_WINDOW, sampling.repeat_penalty,
                                 sampling.frequency_penalty, sampling.presence_penalty)
-            for token in prompt[-_PENALTY_WINDOW:]:  # penalties see the prompt too, as in llama-server
+            for token in prompt[-PENALTY_WINDOW:]:  # penalties see the prompt too, as in llama-server
                 chain.accept(token)
         if grammar is not None:
             # Called directly rather than through LlamaSampler.add_grammar, which would add a NULL
@@ -222,14 +229,11 @@ class LlamaBatchModel:
             chain.add_dist(sampling.seed if sampling.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
         return chain
 
-    def sample(self, sampler: SlotSampler, row: int, generated: int, min_tokens: int) -> int:
-        """Sample the next token from logits row `row`; end-of-generation is banned below min_tokens."""
-        if sampler.chain is None:
-            logits = self._logits(row)
-            if sampler.ban_always or generated < min_tokens:
-                logits = logits.copy()
-                logits[self._end_tokens()] = -np.inf
-            return int(np.argmax(logits))
+    def sample(self, sampler, row: int, generated: int, min_tokens: int, draft: Optional[int] = None) -> int:
+        """Sample the next token from logits row `row`; end-of-generation is banned below min_tokens. With a
+        `draft` token (speculative decoding) the result is the draft when verification keeps it."""
+        if isinstance(sampler, TruncatedSampler):
+            return sampler.sample(self._logits(row), ban_end=generated < min_tokens, draft=draft)
         use_banned = sampler.banned_chain is not None and generated < min_tokens
         active, other = (sampler.banned_chain, sampler.chain) if use_banned else (sampler.chain, sampler.banned_chain)
         token = llama_cpp.llama_sampler_sample(active.sampler, self._ctx.ctx, row)
