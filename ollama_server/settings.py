@@ -147,6 +147,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gpu_layers", -1, _at_least(-1, _parse_int), "Layers offloaded to GPUs (-1: all, 0: CPU only)."),
     Setting("threads", 0, _at_least(0, _parse_int), "CPU threads for llama.cpp (0: one per core)."),
     Setting("batch_size", 512, _at_least(1, _parse_int), "Prompt tokens evaluated per llama.cpp batch."),
+    Setting("speculative_decoding", True, _parse_bool,
+            "Speculative decoding: draft tokens (prompt lookup, or draft_model) verified in one batch; output unchanged."),
+    Setting("speculative_max_slots", 2, _at_least(1, _parse_int),
+            "Draft only while at most this many requests decode at once (larger batches gain nothing on CPU)."),
+    Setting("draft_model", "", _path,
+            "GGUF of a small model with the same vocabulary that drafts tokens (empty: prompt lookup only)."),
     Setting("request_timeout", 600.0, _at_least(0.001, _parse_float),
             "Seconds a request may take, queueing included, before it is stopped."),
     Setting("log_level", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "Logging verbosity."),
@@ -218,6 +224,9 @@ class Settings:
     gpu_layers: int
     threads: int
     batch_size: int
+    speculative_decoding: bool
+    speculative_max_slots: int
+    draft_model: str
     request_timeout: float
     log_level: str
     enable_model_inspection: bool

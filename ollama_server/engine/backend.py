@@ -44,12 +44,15 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class DecodeEntry:
-    """Tokens of one sequence in a batch, starting at `start_pos`; logits wanted for its last token?"""
+    """Tokens of one sequence in a batch, starting at `start_pos`; logits wanted for its last token? With
+    `all_logits` (a token and its draft, speculative decoding), every token gets a logits row; the rows are
+    consecutive and end at the one decode() returns for the entry."""
 
     seq: int
     tokens: Sequence[int]
     start_pos: int
     want_logits: bool
+    all_logits: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,13 +90,25 @@ class LoadedModel(Protocol):
     def forget(self, seq: int, from_pos: int) -> bool:
         """Drop a sequence's cached tokens from `from_pos` on."""
 
+    def can_continue(self, seq: int, at: int) -> bool:
+        """Whether a sequence's cache still holds what a token at position `at` attends to (sliding-window
+        layers drop cells that fall out of their window; the first `at` cached tokens can then not be reused)."""
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        """Make `target`'s cache a copy of `source`'s (applied before the next decode); cut it with forget()."""
+
+    def can_draft(self, sampler: Any) -> bool:
+        """Whether this sampler can verify draft tokens (speculative decoding)."""
+
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
                     ignore_eos: bool = False, grammar: Optional[str] = None) -> Any:
         """Sampler state (with .close()) for one request, constrained by a GBNF `grammar` if given;
         may raise InvalidRequestError when the grammar cannot be built."""
 
-    def sample(self, sampler: Any, row: int, generated: int, min_tokens: int) -> int:
-        """The next token from logits row `row`."""
+    def sample(self, sampler: Any, row: int, generated: int, min_tokens: int, draft: Optional[int] = None) -> int:
+        """The next token from logits row `row`; given a `draft` token it returns the draft when verification
+        keeps it (greedy: it is the argmax; sampled: kept with its probability), so the output distribution is
+        the one without drafting."""
 
     def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
         """Log-probability of `token` under logits row `row`, and the top_n alternatives."""

@@ -92,7 +92,11 @@ class LlamaBatchModel:
         ctx_params.n_threads = options.n_threads
         ctx_params.n_threads_batch = options.n_threads
         ctx_params.kv_unified = False   # each slot owns n_ctx cells: one long request cannot starve the others
-        ctx_params.swa_full = True      # sliding-window layers keep full history so prefixes can be reused
+        # Sliding-window layers keep only their window (as llama-server does by default): the full history
+        # would triple Gemma 3's KV memory. A prefix is reused only while its window is still cached
+        # (can_continue); a draft's rejected tail is cut without losing cells (the window moves on only from
+        # the position a batch starts at).
+        ctx_params.swa_full = False
         ctx_params.no_perf = True
         try:
             self._ctx = internals.LlamaContext(model=self._model, params=ctx_params, verbose=False)
@@ -117,6 +121,10 @@ class LlamaBatchModel:
             gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
             gpu_layers=options.n_gpu_layers,
         )
+        self._n_swa = llama_cpp.llama_model_n_swa(self._model.model)
+        # Recurrent state cannot be cut back to a position: no prefix reuse below the end, no drafts.
+        self.supports_rollback = not (llama_cpp.llama_model_is_recurrent(self._model.model)
+                                      or llama_cpp.llama_model_is_hybrid(self._model.model))
         self._pieces: dict[int, bytes] = {}
         self._metadata = metadata
         self._embedder: Optional[LlamaEmbedder] = None
@@ -167,7 +175,7 @@ class LlamaBatchModel:
                 batch.pos[index] = entry.start_pos + offset
                 batch.n_seq_id[index] = 1
                 batch.seq_id[index][0] = entry.seq
-                batch.logits[index] = entry.want_logits and offset == last
+                batch.logits[index] = entry.want_logits and (entry.all_logits or offset == last)
                 index += 1
             logit_rows.append(index - 1 if entry.want_logits else None)
         batch.n_tokens = index
@@ -179,6 +187,22 @@ class LlamaBatchModel:
     def forget(self, seq: int, from_pos: int) -> bool:
         """Drop a sequence's KV cells from `from_pos` on; False if llama.cpp cannot cut there."""
         return bool(llama_cpp.llama_memory_seq_rm(self._memory, seq, from_pos, -1))
+
+    def can_continue(self, seq: int, at: int) -> bool:
+        """Whether the cells a token at `at` attends to are all still cached (llama-server's rule for SWA)."""
+        if at <= 0:
+            return True
+        if not self.supports_rollback:
+            return False
+        if self._n_swa <= 0:
+            return True
+        lowest = llama_cpp.llama_memory_seq_pos_min(self._memory, seq)
+        return 0 <= lowest <= max(0, at - self._n_swa)
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        """Copy `source`'s cells over `target`'s (each slot has its own stream: llama.cpp copies the buffers
+        at the start of the next decode, before that batch is written)."""
+        llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
 
     # --- sampling -----------------------------------------------------------------------------
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
@@ -359,6 +383,12 @@ class LlamaBackend:
 
     def load(self, path: str, options: LoadOptions) -> LlamaBatchModel:
         return LlamaBatchModel(path, options)
+
+    def load_draft(self, path: str, options: LoadOptions):
+        """The draft model for speculative decoding, one sequence per slot of the model it drafts for."""
+        from ollama_server.engine.draft_model import DraftModel
+        return DraftModel(path, n_slots=max(1, options.n_slots), n_ctx=options.n_ctx, n_threads=options.n_threads,
+                          n_gpu_layers=options.n_gpu_layers)
 
     def json_schema_grammar(self, schema: dict, field: str) -> str:
         """GBNF for a JSON schema ({} = any JSON value), by llama.cpp's own converter."""

@@ -13,6 +13,7 @@ from ollama_server.engine.backend import Backend
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
+from ollama_server.engine.runner import Speculation
 from ollama_server.engine.snapshot import LoadedModelState
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import ModelLoadError
@@ -115,7 +116,8 @@ class ModelPool:
                 self._loading.discard(spec.name)
             self._failed_loads.pop(spec.name, None)
             load_s = time.monotonic() - started
-            runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s)
+            runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s,
+                                 speculation=self._speculation(model, options))
             keep_alive = self.settings.default_keep_alive
             runner.keep_alive_s = None if keep_alive < 0 else keep_alive
             with self._lock:
@@ -148,6 +150,26 @@ class ModelPool:
                            n_gpu_layers=placement.gpu_layers if placement else s.gpu_layers,
                            split_mode=s.split_mode, main_gpu=s.main_gpu,
                            tensor_split=tuple(placement.tensor_split) if placement else s.tensor_split)
+
+    def _speculation(self, model, options: LoadOptions) -> Speculation:
+        """How a loaded model drafts: off, by prompt lookup, or with the draft model (loaded beside it)."""
+        s = self.settings
+        if not s.speculative_decoding:
+            return Speculation(enabled=False)
+        drafter = None
+        load_draft = getattr(self.backend, "load_draft", None)
+        if s.draft_model and load_draft is not None:
+            try:
+                drafter = load_draft(s.draft_model, options)
+            except Exception as exc:  # a bad draft model costs the speed-up, never the service
+                log.warning("draft model %s not used: %s", s.draft_model, exc)
+            else:
+                if drafter.vocab_size != model.facts.vocab_size:
+                    log.warning("draft model %s not used: its vocabulary (%d tokens) differs from the model's (%d)",
+                                s.draft_model, drafter.vocab_size, model.facts.vocab_size)
+                    drafter.close()
+                    drafter = None
+        return Speculation(enabled=True, max_slots=s.speculative_max_slots, drafter=drafter)
 
     def _make_room(self) -> None:
         """Unload least recently used idle models until one more fits under max_loaded_models."""
@@ -247,7 +269,8 @@ class ModelPool:
                 log.warning("reloading %s failed, the running instance stays: %s", name, exc)
                 self._set_status(generation, name, f"failed: {exc}")
                 return
-            runner = ModelRunner(name, model, self.settings.max_queue, time.monotonic() - started)
+            runner = ModelRunner(name, model, self.settings.max_queue, time.monotonic() - started,
+                                 speculation=self._speculation(model, options))
             runner.keep_alive_s = old.keep_alive_s
             with self._lock:
                 swapped = self._runners.get(name) is old

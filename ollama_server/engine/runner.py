@@ -10,11 +10,17 @@ import logging
 import random
 import threading
 import time
+from dataclasses import dataclass
 from dataclasses import replace
+from typing import Any
 
 from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadedModel
+from ollama_server.engine.drafting import DraftController
 from ollama_server.engine.generation import Generation
+from ollama_server.engine.prefix_sharing import chunk_limit
+from ollama_server.engine.prefix_sharing import find_donor
+from ollama_server.engine.prefix_sharing import known_prefix
 from ollama_server.engine.slot import Slot
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import Chunk
@@ -26,6 +32,16 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
 
 
+@dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding for a model: on or off, up to how many decoding slots it is tried (beyond, the
+    batch is compute-bound and drafts cost what they save), and the draft model (None: prompt lookup)."""
+
+    enabled: bool = True
+    max_slots: int = 2
+    drafter: Any = None
+
+
 class RetiredError(BusyError):
     """The runner was replaced by a reloaded one: the engine resubmits to the pool's current runner."""
 
@@ -33,7 +49,8 @@ class RetiredError(BusyError):
 class ModelRunner:
     """Serves the generations queued for one model, `n_slots` at a time, on its own thread."""
 
-    def __init__(self, name: str, model: LoadedModel, max_queue: int, load_s: float = 0.0):
+    def __init__(self, name: str, model: LoadedModel, max_queue: int, load_s: float = 0.0,
+                 speculation: Speculation | None = None):
         self.name = name
         self.model = model
         self.max_queue = max_queue
@@ -42,6 +59,12 @@ class ModelRunner:
         self.last_used = time.monotonic()
         self.keep_alive_s: float | None = None  # None: forever; else unload this long after last use
         self.slots = [Slot(seq) for seq in range(model.n_slots)]
+        rollback = getattr(model, "supports_rollback", True)
+        self.speculation = speculation if speculation is not None and rollback else Speculation(enabled=False)
+        self._supports_sharing = rollback and hasattr(model, "copy_sequence")
+        self.draft_tokens = 0           # drafted and verified, all requests (speculative decoding)
+        self.accepted_draft_tokens = 0  # ... of which kept
+        self.shared_prefix_tokens = 0   # prompt tokens copied from another slot instead of evaluated
         self._waiting: collections.deque[Generation] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -94,6 +117,8 @@ class ModelRunner:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.model.close()
+            if self.speculation.drafter is not None:
+                self.speculation.drafter.close()
 
     def retire(self, timeout: float) -> None:
         """Drain then stop: refuse new work, let queued and running generations finish, then free the model;
@@ -159,26 +184,56 @@ class ModelRunner:
             generation.fail(RequestTimeoutError("request timed out while waiting for a slot"))
             return
         sampling = generation.request.sampling
+        prompt = generation.prompt_tokens
         # KV reuse changes batch shapes and so the last bits of the logits (llama-server documents the
         # same for cache_prompt): requests that promise reproducibility evaluate their prompt afresh.
         reuse = sampling.seed is None and sampling.temperature > 0
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31))
-        slot = self._choose_slot(generation.prompt_tokens, reuse)
+        slot = self._choose_slot(prompt, reuse)
         try:
-            sampler = self.model.new_sampler(sampling, generation.prompt_tokens, generation.request.min_tokens,
+            sampler = self.model.new_sampler(sampling, prompt, generation.request.min_tokens,
                                              generation.request.ignore_eos, generation.grammar)
         except EngineError as exc:
             generation.fail(exc)
             return
-        prefix = slot.common_prefix(generation.prompt_tokens) if reuse else 0
-        prefix = min(prefix, len(generation.prompt_tokens) - 1)  # the last prompt token gives the first logits
+        prefix = min(slot.common_prefix(prompt), len(prompt) - 1) if reuse else 0  # the last token gives logits
+        if prefix and not self._can_continue(slot.seq, prefix):
+            prefix = 0  # its sliding window has moved past the prefix
         if prefix < len(slot.cached) and not self.model.forget(slot.seq, prefix):
             self.model.forget(slot.seq, 0)  # cannot cut there: drop the whole sequence (never fails)
             prefix = 0
         if prefix == 0 and slot.cached:
             self.model.forget(slot.seq, 0)
-        slot.start(generation, sampler, sampling.seed, prefix)
+        drafts = None
+        can_draft = getattr(self.model, "can_draft", None)
+        if self.speculation.enabled and can_draft is not None and can_draft(sampler):
+            drafts = DraftController(prompt, enabled=True)
+        slot.start(generation, sampler, sampling.seed, prefix, drafts)
+        if reuse and self._supports_sharing:
+            donor, length = find_donor(self.slots, slot, prompt, prefix)
+            if donor is not None:
+                slot.wait_for(donor, length)  # copied at the next step once the donor holds the prefix
+                self._share_prefix(slot)
+
+    def _can_continue(self, seq: int, at: int) -> bool:
+        check = getattr(self.model, "can_continue", None)
+        return check(seq, at) if check is not None else True
+
+    def _share_prefix(self, slot: Slot) -> None:
+        """Copy a waiting slot's prefix from its donor once the donor holds it; give up when it never will."""
+        donor, length = slot.donor, slot.shared_length
+        prompt = slot.generation.prompt_tokens
+        if len(donor.cached) >= length and donor.cached[:length] == prompt[:length]:
+            if self._can_continue(donor.seq, length):
+                self.model.copy_sequence(donor.seq, slot.seq)
+                self.model.forget(slot.seq, length)
+                slot.copied(prompt[:length])
+                self.shared_prefix_tokens += length
+            else:
+                slot.donor = None
+        elif known_prefix(donor, prompt) < length:
+            slot.donor = None  # the donor moved on to other work: read the prompt here
 
     def _choose_slot(self, prompt: list[int], reuse: bool) -> Slot:
         free = [slot for slot in self.slots if not slot.busy]
@@ -193,40 +248,95 @@ class ModelRunner:
                 self._release(slot, finish_reason="cancelled")
             elif slot.busy and now > slot.generation.deadline:
                 self._release(slot, error=RequestTimeoutError("request timed out during generation"))
+            elif slot.busy and slot.donor is not None:
+                self._share_prefix(slot)
         entries, owners = [], []
         budget = self.model.batch_capacity
-        for slot in self.slots:
-            if slot.busy and slot.next_token is not None:
-                entries.append(DecodeEntry(slot.seq, (slot.next_token,), len(slot.cached), True))
-                owners.append(slot)
-                budget -= 1
-        for slot in self.slots:
-            if slot.busy and slot.pending and budget > 0:
-                size = min(len(slot.pending), budget, PREFILL_CHUNK)
-                chunk = slot.pending[:size]
-                entries.append(DecodeEntry(slot.seq, chunk, len(slot.cached), size == len(slot.pending)))
-                owners.append(slot)
-                budget -= size
+        decoding = [slot for slot in self.slots if slot.busy and slot.next_token is not None]
+        budget -= len(decoding)
+        drafting = self.speculation.enabled and len(decoding) <= self.speculation.max_slots
+        for slot in decoding:
+            draft = self._draft(slot, budget) if drafting and slot.drafts is not None else []
+            budget -= len(draft)
+            entries.append(DecodeEntry(slot.seq, (slot.next_token, *draft), len(slot.cached), True,
+                                       all_logits=bool(draft)))
+            owners.append(slot)
+        reading = [slot for slot in self.slots if slot.busy and slot.pending and slot.donor is None]
+        reading.sort(key=lambda slot: chunk_limit(slot, self.slots) is None)  # donors first: others wait on them
+        for slot in reading:
+            if budget <= 0:
+                break
+            size = min(len(slot.pending), budget, PREFILL_CHUNK)
+            limit = chunk_limit(slot, self.slots)
+            if limit is not None:
+                size = min(size, limit)  # stop where a waiting slot will copy the cells
+            chunk = slot.pending[:size]
+            entries.append(DecodeEntry(slot.seq, chunk, len(slot.cached), size == len(slot.pending)))
+            owners.append(slot)
+            budget -= size
         if not entries:
             return
         rows = self.model.decode(entries)
         for entry, slot in zip(entries, owners):
             slot.fed(entry.tokens)
-        for row, slot in zip(rows, owners):
+        for row, entry, slot in zip(rows, entries, owners):
             if row is not None:
-                self._advance(slot, row)
+                self._advance(slot, row, entry)
         self.last_used = time.monotonic()
 
-    def _advance(self, slot: Slot, row: int) -> None:
-        """Sample a slot's next token from its logits row, emit it, and decide whether it is done."""
+    def _draft(self, slot: Slot, budget: int) -> list[int]:
+        """Draft tokens to verify with this slot's next token (speculative decoding), within the batch budget."""
+        generation = slot.generation
+        room = min(budget, generation.max_tokens - generation.generated - 1,
+                   self.model.facts.context_length - len(slot.cached) - 2)
+        return slot.drafts.propose(room, self.speculation.drafter, slot.seq)
+
+    def _advance(self, slot: Slot, row: int, entry: DecodeEntry) -> None:
+        """Sample from the entry's logits rows: verify its draft tokens in order (each kept is emitted), then
+        the first token that differs from the draft, or the one after a fully kept draft, is the next token."""
+        draft = tuple(entry.tokens[1:]) if entry.all_logits else ()
+        first_row = row - len(draft)
+        start = entry.start_pos
+        request = slot.generation.request
+        drafts = slot.drafts
+        slot.drafted += len(draft)  # counted before any emission: a final chunk reports them
+        kept = 0
+        for index in range(len(draft) + 1):
+            guess = draft[index] if index < len(draft) else None
+            token = self.model.sample(slot.sampler, first_row + index, slot.generation.generated,
+                                      request.min_tokens, draft=guess)
+            if token == guess:
+                kept += 1
+                slot.accepted += 1
+            going = self._emit(slot, token, first_row + index, cached=start + 1 + index)
+            if token != guess:
+                if going:
+                    slot.next_token = token
+                break
+            if not going:
+                break
+        if draft:
+            self.draft_tokens += len(draft)
+            self.accepted_draft_tokens += kept
+            if drafts is not None:
+                drafts.judge(len(draft), kept)
+            valid = start + 1 + kept  # the token fed before the draft, and the draft tokens kept
+            if len(slot.cached) > valid:
+                if not self.model.forget(slot.seq, valid):
+                    raise EngineError("could not drop the rejected draft tokens from the cache")
+                del slot.cached[valid:]
+
+    def _emit(self, slot: Slot, token: int, row: int, cached: int) -> bool:
+        """Emit one sampled token (`cached`: tokens in the sequence before it); False once the slot is done."""
         generation = slot.generation
         request = generation.request
-        token = self.model.sample(slot.sampler, row, generation.generated, request.min_tokens)
         slot.mark_first_token()
         if self.model.is_end_of_generation(token):
             self._release(slot, finish_reason="stop", stop_kind="eos")
-            return
+            return False
         generation.generated += 1
+        if slot.drafts is not None:
+            slot.drafts.append(token)
         logprobs = (self.model.logprobs(row, token, request.logprobs),) if request.logprobs is not None else ()
         chunk = slot.emit(self.model.token_bytes(token), token, logprobs)
         generation.put(chunk)
@@ -236,10 +346,11 @@ class ModelRunner:
             self._release(slot, finish_reason="stop", stop_kind="stop_sequence", stop_match=token)
         elif generation.generated >= generation.max_tokens:
             self._release(slot, finish_reason="length", stop_kind="length")
-        elif len(slot.cached) + 1 >= self.model.facts.context_length:
+        elif cached + 1 >= self.model.facts.context_length:
             self._release(slot, finish_reason="length", stop_kind="length")  # the slot's context is full
         else:
-            slot.next_token = token
+            return True
+        return False
 
     def _release(self, slot: Slot, finish_reason: str = "stop", stop_kind: str | None = None,
                  stop_match=None, error: EngineError | None = None) -> None:

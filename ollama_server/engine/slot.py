@@ -6,6 +6,7 @@ from typing import Any
 from typing import Optional
 from typing import Sequence
 
+from ollama_server.engine.drafting import DraftController
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.text_stream import TextPipeline
 from ollama_server.engine.types import Chunk
@@ -28,6 +29,11 @@ class Slot:
         self.reused = 0
         self.started_at = 0.0
         self.first_token_at: Optional[float] = None
+        self.donor: Optional["Slot"] = None  # the slot whose prompt prefix this one waits to copy
+        self.shared_length = 0               # how many tokens it will copy from the donor
+        self.drafts: Optional[DraftController] = None  # speculative decoding state (None: not drafting)
+        self.drafted = 0                     # draft tokens proposed and verified for this request
+        self.accepted = 0                    # ... of which accepted
 
     @property
     def busy(self) -> bool:
@@ -42,9 +48,13 @@ class Slot:
             count += 1
         return count
 
-    def start(self, generation: Generation, sampler: Any, seed: int, reused: int) -> None:
+    def start(self, generation: Generation, sampler: Any, seed: int, reused: int,
+              drafts: Optional[DraftController] = None) -> None:
         """Take a generation whose first `reused` prompt tokens are already cached here."""
         self.generation = generation
+        self.drafts = drafts
+        self.drafted = self.accepted = 0
+        self.donor, self.shared_length = None, 0
         self.sampler = sampler
         self.seed = seed
         self.reused = reused
@@ -56,6 +66,17 @@ class Slot:
         self.first_token_at = None
         generation.started_at = self.started_at
         generation.state = "running"
+
+    def wait_for(self, donor: "Slot", length: int) -> None:
+        """Hold this slot's prompt until `donor` has read `length` tokens of it, then copy them."""
+        self.donor, self.shared_length = donor, length
+
+    def copied(self, tokens: Sequence[int]) -> None:
+        """The first len(tokens) prompt tokens were copied into this slot's cache from another slot's."""
+        self.cached = list(tokens)
+        self.pending = list(self.generation.prompt_tokens[len(tokens):])
+        self.reused = len(tokens)
+        self.donor, self.shared_length = None, 0
 
     def fed(self, tokens: Sequence[int]) -> None:
         """Tokens just evaluated into this sequence's cache."""
@@ -84,6 +105,8 @@ class Slot:
             prompt_tokens=len(generation.prompt_tokens),
             completion_tokens=generation.generated,
             cached_tokens=self.reused,
+            draft_tokens=self.drafted,
+            accepted_draft_tokens=self.accepted,
             queue_s=self.started_at - generation.submitted_at,
             load_s=generation.load_s,
             prompt_eval_s=first - self.started_at,
@@ -99,6 +122,8 @@ class Slot:
             self.sampler.close()
         self.generation = None
         self.sampler = None
+        self.drafts = None
+        self.donor, self.shared_length = None, 0
         self.pending = []
         self.next_token = None
         self.text = None

@@ -112,6 +112,8 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    draft_tokens: int = 0           # speculative decoding: tokens drafted and verified
+    accepted_draft_tokens: int = 0  # ... of which the model kept
     queue_s: float = 0.0
     load_s: float = 0.0
     prompt_eval_s: float = 0.0

@@ -55,6 +55,8 @@ class FakeModel:
         self.batches: list[list[DecodeEntry]] = []
         self.embed_decodes = 0
         self.embed_batches: list[list[list[int]]] = []  # the token sequences of each embedding decode
+        self.copies: list[tuple[int, int]] = []          # (source seq, target seq) of each prefix copy
+        self.forgotten: list[tuple[int, int]] = []       # (seq, from_pos) of each forget()
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         return [ord(c) for c in text]
@@ -73,10 +75,24 @@ class FakeModel:
         if self.backend.token_delay_s:
             time.sleep(self.backend.token_delay_s)
         self.batches.append(list(entries))
-        return [index if entry.want_logits else None for index, entry in enumerate(entries)]
+        rows, row = [], -1
+        for entry in entries:  # logits rows as llama.cpp numbers them: one per token that asks for them
+            row += (len(entry.tokens) if entry.all_logits else 1) if entry.want_logits else 0
+            rows.append(row if entry.want_logits else None)
+        return rows
 
     def forget(self, seq: int, from_pos: int) -> bool:
+        self.forgotten.append((seq, from_pos))
         return True
+
+    def can_continue(self, seq: int, at: int) -> bool:
+        return True
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        self.copies.append((source, target))
+
+    def can_draft(self, sampler: FakeSampler) -> bool:
+        return self.backend.drafting
 
     def new_sampler(self, sampling: SamplingParams, prompt: Sequence[int], min_tokens: int = 0,
                     ignore_eos: bool = False, grammar: str | None = None) -> FakeSampler:
@@ -85,7 +101,8 @@ class FakeModel:
         reply, end = self.backend.next_reply()
         return FakeSampler(reply, end, ignore_eos)
 
-    def sample(self, sampler: FakeSampler, row: int, generated: int, min_tokens: int) -> int:
+    def sample(self, sampler: FakeSampler, row: int, generated: int, min_tokens: int, draft: int | None = None) -> int:
+        """The scripted token, draft or not: a draft is kept exactly when it guessed the script."""
         return sampler.next_token(generated, min_tokens)
 
     def logprobs(self, row: int, token: int, top_n: int) -> TokenLogprob:
@@ -125,6 +142,7 @@ class FakeBackend:
         self.load_gate.set()
         self.load_error: Exception | None = None  # when set, loads raise it
         self.chat_template: str | None = None  # when set, the GGUF chat template its models carry
+        self.drafting = False  # when set, its samplers verify drafts (speculative decoding is tried)
         self._lock = threading.Lock()
         self.closed = False
 

@@ -86,12 +86,15 @@ def from_infill(body: InfillBody, endpoint: str) -> GenerateRequest:
 def _timings(usage: Usage) -> dict:
     prompt_ms, predicted_ms = usage.prompt_eval_s * 1000, usage.eval_s * 1000
     rate = lambda n, ms: n / ms * 1000 if ms > 0 else 0.0  # noqa: E731
-    return {"prompt_n": usage.prompt_tokens, "prompt_ms": prompt_ms,
-            "prompt_per_token_ms": prompt_ms / usage.prompt_tokens if usage.prompt_tokens else 0.0,
-            "prompt_per_second": rate(usage.prompt_tokens, prompt_ms), "predicted_n": usage.completion_tokens,
-            "predicted_ms": predicted_ms,
-            "predicted_per_token_ms": predicted_ms / usage.completion_tokens if usage.completion_tokens else 0.0,
-            "predicted_per_second": rate(usage.completion_tokens, predicted_ms)}
+    timings = {"prompt_n": usage.prompt_tokens, "prompt_ms": prompt_ms,
+               "prompt_per_token_ms": prompt_ms / usage.prompt_tokens if usage.prompt_tokens else 0.0,
+               "prompt_per_second": rate(usage.prompt_tokens, prompt_ms), "predicted_n": usage.completion_tokens,
+               "predicted_ms": predicted_ms,
+               "predicted_per_token_ms": predicted_ms / usage.completion_tokens if usage.completion_tokens else 0.0,
+               "predicted_per_second": rate(usage.completion_tokens, predicted_ms)}
+    if usage.draft_tokens:  # llama-server adds these when it decoded speculatively
+        timings.update(draft_n=usage.draft_tokens, draft_n_accepted=usage.accepted_draft_tokens)
+    return timings
 
 
 def _final(body: InfillBody, engine_request: GenerateRequest, generation: Generation, content: str,
