@@ -99,3 +99,20 @@ def test_a_request_that_copies_a_shared_prefix_continues_as_a_fresh_evaluation_d
     assert copied.usage.cached_tokens >= len(drafting.model.tokenize(turn(system), add_special=True)) - 8
     fresh = run(plain, prompts[results.index(copied)], GREEDY, max_tokens=24)
     assert copied.token_ids == fresh.token_ids
+
+
+def test_a_draft_model_proposes_and_greedy_output_stays_identical(backend, model_path, runners):
+    _, plain = runners
+    options = LoadOptions(n_ctx=2048, n_slots=1, n_batch=512, n_threads=2)
+    drafter = backend.load_draft(model_path, options)  # the model drafting for itself: its drafts are its argmax
+    runner = ModelRunner("draft", backend.load(model_path, options), 4,
+                         speculation=Speculation(max_slots=1, drafter=drafter))
+    try:
+        prompt = turn("Tell me a short story about a lighthouse keeper.")
+        with_draft_model = run(runner, prompt, max_tokens=48)
+        without = run(plain, prompt, max_tokens=48)
+        assert with_draft_model.token_ids == without.token_ids
+        assert with_draft_model.usage.draft_tokens > 0
+        assert with_draft_model.usage.accepted_draft_tokens >= with_draft_model.usage.draft_tokens * 0.8
+    finally:
+        runner.stop()
