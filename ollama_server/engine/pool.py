@@ -154,7 +154,7 @@ class ModelPool:
     def _speculation(self, model, options: LoadOptions) -> Speculation:
         """How a loaded model drafts: off, by prompt lookup, or with the draft model (loaded beside it)."""
         s = self.settings
-        if not s.speculative_decoding:
+        if s.speculative_decoding == "off":
             return Speculation(enabled=False)
         drafter = None
         load_draft = getattr(self.backend, "load_draft", None)
@@ -169,7 +169,8 @@ class ModelPool:
                                 s.draft_model, drafter.vocab_size, model.facts.vocab_size)
                     drafter.close()
                     drafter = None
-        return Speculation(enabled=True, max_slots=s.speculative_max_slots, drafter=drafter)
+        return Speculation(enabled=True, greedy=s.speculative_decoding == "all", max_slots=s.speculative_max_slots,
+                           drafter=drafter, costs=getattr(model, "step_costs", None))
 
     def _make_room(self) -> None:
         """Unload least recently used idle models until one more fits under max_loaded_models."""

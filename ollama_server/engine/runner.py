@@ -17,6 +17,7 @@ from typing import Any
 from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadedModel
 from ollama_server.engine.drafting import DraftController
+from ollama_server.engine.drafting import StepCosts
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.prefix_sharing import chunk_limit
 from ollama_server.engine.prefix_sharing import find_donor
@@ -32,14 +33,36 @@ log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
 
 
+@dataclass
+class StepProfile:
+    """Where the engine thread's time goes, summed over steps: building the batch, llama_decode, and
+    sampling / emitting (benchmarks/step_profile.py reads it)."""
+
+    steps: int = 0
+    prepare_s: float = 0.0
+    decode_s: float = 0.0
+    sample_s: float = 0.0
+
+    def add(self, prepare_s: float, decode_s: float, sample_s: float) -> None:
+        self.steps += 1
+        self.prepare_s += prepare_s
+        self.decode_s += decode_s
+        self.sample_s += sample_s
+
+
 @dataclass(frozen=True)
 class Speculation:
-    """Speculative decoding for a model: on or off, up to how many decoding slots it is tried (beyond, the
-    batch is compute-bound and drafts cost what they save), and the draft model (None: prompt lookup)."""
+    """Speculative decoding for a model: on or off; for greedy and seeded requests too (llama.cpp's kernels
+    give slightly different logits for a token verified in a batch than for one decoded alone, so their
+    output may change at a near-tie: by default they keep their reproducibility); up to how many decoding
+    slots it is tried (beyond, the batch is compute-bound and drafts cost what they save); the draft model
+    (None: prompt lookup); step costs to judge drafts by (None: measured)."""
 
     enabled: bool = True
+    greedy: bool = False
     max_slots: int = 2
     drafter: Any = None
+    costs: Any = None
 
 
 class RetiredError(BusyError):
@@ -65,6 +88,8 @@ class ModelRunner:
         self.draft_tokens = 0           # drafted and verified, all requests (speculative decoding)
         self.accepted_draft_tokens = 0  # ... of which kept
         self.shared_prefix_tokens = 0   # prompt tokens copied from another slot instead of evaluated
+        self.profile = StepProfile()
+        self.step_costs = self.speculation.costs or StepCosts()  # what a step with a draft costs here
         self._waiting: collections.deque[Generation] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -207,7 +232,8 @@ class ModelRunner:
             self.model.forget(slot.seq, 0)
         drafts = None
         can_draft = getattr(self.model, "can_draft", None)
-        if self.speculation.enabled and can_draft is not None and can_draft(sampler):
+        if self.speculation.enabled and (reuse or self.speculation.greedy) and can_draft is not None \
+                and can_draft(sampler):
             drafts = DraftController(prompt, enabled=True)
         slot.start(generation, sampler, sampling.seed, prefix, drafts)
         if reuse and self._supports_sharing:
@@ -242,6 +268,7 @@ class ModelRunner:
         return min(free, key=lambda slot: len(slot.cached))
 
     def _step(self) -> None:
+        step_started = time.perf_counter()
         now = time.monotonic()
         for slot in self.slots:
             if slot.busy and slot.generation.cancelled:
@@ -255,6 +282,8 @@ class ModelRunner:
         decoding = [slot for slot in self.slots if slot.busy and slot.next_token is not None]
         budget -= len(decoding)
         drafting = self.speculation.enabled and len(decoding) <= self.speculation.max_slots
+        if drafting and len(decoding) == 1 and not reading_any(self.slots) and self.step_costs.wants_baseline():
+            drafting = False  # a lone undrafted step now and then: what drafts cost is judged against it
         for slot in decoding:
             draft = self._draft(slot, budget) if drafting and slot.drafts is not None else []
             budget -= len(draft)
@@ -276,20 +305,26 @@ class ModelRunner:
             budget -= size
         if not entries:
             return
+        lone_rows = _lone_decode_rows(entries)
+        decode_started = time.perf_counter()
         rows = self.model.decode(entries)
+        decoded = time.perf_counter()
         for entry, slot in zip(entries, owners):
             slot.fed(entry.tokens)
         for row, entry, slot in zip(rows, entries, owners):
             if row is not None:
                 self._advance(slot, row, entry)
         self.last_used = time.monotonic()
+        self.profile.add(decode_started - step_started, decoded - decode_started, time.perf_counter() - decoded)
+        if lone_rows:
+            self.step_costs.add(lone_rows, decoded - decode_started)
 
     def _draft(self, slot: Slot, budget: int) -> list[int]:
         """Draft tokens to verify with this slot's next token (speculative decoding), within the batch budget."""
         generation = slot.generation
         room = min(budget, generation.max_tokens - generation.generated - 1,
                    self.model.facts.context_length - len(slot.cached) - 2)
-        return slot.drafts.propose(room, self.speculation.drafter, slot.seq)
+        return slot.drafts.propose(room, self.speculation.drafter, slot.seq, self.step_costs)
 
     def _advance(self, slot: Slot, row: int, entry: DecodeEntry) -> None:
         """Sample from the entry's logits rows: verify its draft tokens in order (each kept is emitted), then
@@ -364,6 +399,21 @@ class ModelRunner:
         slot.clear()
         with self._cond:
             self._cond.notify_all()
+
+
+def reading_any(slots: list[Slot]) -> bool:
+    """Whether some slot still has prompt tokens to read (its step would not be a lone decode)."""
+    return any(slot.busy and slot.pending and slot.donor is None for slot in slots)
+
+
+def _lone_decode_rows(entries: list[DecodeEntry]) -> int:
+    """Logits rows of a step that only decodes one request (0 for any other step): what StepCosts learns from."""
+    if len(entries) != 1:
+        return 0
+    entry = entries[0]
+    if entry.all_logits:
+        return len(entry.tokens)
+    return 1 if entry.want_logits and len(entry.tokens) == 1 else 0
 
 
 def _end_unstarted(generation: Generation) -> None:

@@ -40,6 +40,19 @@ class FakeSampler:
         self.closed = True
 
 
+class FixedStepCosts:
+    """Step costs that never change, so that the fake's draft lengths do not depend on timing."""
+
+    def relative(self, rows: int) -> float:
+        return 1.0 + 0.25 * (rows - 1)
+
+    def wants_baseline(self) -> bool:
+        return False
+
+    def add(self, rows: int, seconds: float) -> None:
+        """Not measured: the fake's steps cost what relative() says."""
+
+
 class FakeModel:
     """Tokens are code points (EOS is 0); every decode step waits for the gate and the step delay."""
 
@@ -56,6 +69,7 @@ class FakeModel:
         self.embed_decodes = 0
         self.embed_batches: list[list[list[int]]] = []  # the token sequences of each embedding decode
         self.copies: list[tuple[int, int]] = []          # (source seq, target seq) of each prefix copy
+        self.step_costs = FixedStepCosts()
         self.forgotten: list[tuple[int, int]] = []       # (seq, from_pos) of each forget()
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
