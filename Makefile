@@ -18,7 +18,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # The dashboard's scripts, pinned in package.json + package-lock.json; reinstalled only when those change.
 JS_STAMP := node_modules/.installed
 
-.PHONY: run test install install-dev system-deps npm-deps js-deps bench clean
+.PHONY: run test install install-dev system-deps npm-deps js-deps bench bench-peer clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -83,6 +83,11 @@ test: install-dev system-deps
 ## Performance comparison (not part of the tests).
 bench: install-dev
 	$(PY) benchmarks/compare.py
+
+## Peer benchmark against llama-server built from the pinned llama.cpp (cached; the first build takes ~15 min).
+PEER_ARGS ?= --compare-variant reproducible_greedy=false --variant-workloads a,d
+bench-peer: install-dev
+	LLAMA_SERVER=$$(set -o pipefail; bash scripts/build_llama_server.sh | tail -1) && $(PY) benchmarks/peer.py --llama-server "$$LLAMA_SERVER" $(PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache node_modules

@@ -111,17 +111,6 @@ def _between(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
-def _speculation_mode(value: Any) -> str:
-    """off | sampled | all; true means sampled (the default), false off."""
-    if isinstance(value, bool):
-        return "sampled" if value else "off"
-    text = str(value).strip().lower()
-    text = {"true": "sampled", "false": "off", "on": "sampled"}.get(text, text)
-    if text not in ("off", "sampled", "all"):
-        raise ValueError(f"expected off, sampled or all, got {value!r}")
-    return text
-
-
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         text = _parse_str(value).strip()
@@ -158,8 +147,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gpu_layers", -1, _at_least(-1, _parse_int), "Layers offloaded to GPUs (-1: all, 0: CPU only)."),
     Setting("threads", 0, _at_least(0, _parse_int), "CPU threads for llama.cpp (0: one per core)."),
     Setting("batch_size", 512, _at_least(1, _parse_int), "Prompt tokens evaluated per llama.cpp batch."),
-    Setting("speculative_decoding", "sampled", _speculation_mode,
-            "Speculative decoding (drafts verified in one batch): off, sampled (unseeded sampled requests) or all."),
+    Setting("speculative_decoding", True, _parse_bool,
+            "Speculative decoding: drafts (prompt lookup, or draft_model) verified in one batch, kept with their probability."),
+    Setting("reproducible_greedy", True, _parse_bool,
+            "Greedy requests read their prompt afresh and are never drafted, so they repeat their tokens exactly."),
     Setting("speculative_max_slots", 2, _at_least(1, _parse_int),
             "Draft only while at most this many requests decode at once (larger batches gain nothing on CPU)."),
     Setting("draft_model", "", _path,
@@ -235,7 +226,8 @@ class Settings:
     gpu_layers: int
     threads: int
     batch_size: int
-    speculative_decoding: str
+    speculative_decoding: bool
+    reproducible_greedy: bool
     speculative_max_slots: int
     draft_model: str
     request_timeout: float

@@ -117,7 +117,8 @@ class ModelPool:
             self._failed_loads.pop(spec.name, None)
             load_s = time.monotonic() - started
             runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s,
-                                 speculation=self._speculation(model, options))
+                                 speculation=self._speculation(model, options),
+                                 reproducible_greedy=self.settings.reproducible_greedy)
             keep_alive = self.settings.default_keep_alive
             runner.keep_alive_s = None if keep_alive < 0 else keep_alive
             with self._lock:
@@ -154,7 +155,7 @@ class ModelPool:
     def _speculation(self, model, options: LoadOptions) -> Speculation:
         """How a loaded model drafts: off, by prompt lookup, or with the draft model (loaded beside it)."""
         s = self.settings
-        if s.speculative_decoding == "off":
+        if not s.speculative_decoding:
             return Speculation(enabled=False)
         drafter = None
         load_draft = getattr(self.backend, "load_draft", None)
@@ -169,8 +170,8 @@ class ModelPool:
                                 s.draft_model, drafter.vocab_size, model.facts.vocab_size)
                     drafter.close()
                     drafter = None
-        return Speculation(enabled=True, greedy=s.speculative_decoding == "all", max_slots=s.speculative_max_slots,
-                           drafter=drafter, costs=getattr(model, "step_costs", None))
+        return Speculation(enabled=True, max_slots=s.speculative_max_slots, drafter=drafter,
+                           costs=getattr(model, "step_costs", None))
 
     def _make_room(self) -> None:
         """Unload least recently used idle models until one more fits under max_loaded_models."""
@@ -271,7 +272,8 @@ class ModelPool:
                 self._set_status(generation, name, f"failed: {exc}")
                 return
             runner = ModelRunner(name, model, self.settings.max_queue, time.monotonic() - started,
-                                 speculation=self._speculation(model, options))
+                                 speculation=self._speculation(model, options),
+                                 reproducible_greedy=self.settings.reproducible_greedy)
             runner.keep_alive_s = old.keep_alive_s
             with self._lock:
                 swapped = self._runners.get(name) is old

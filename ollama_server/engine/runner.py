@@ -52,14 +52,11 @@ class StepProfile:
 
 @dataclass(frozen=True)
 class Speculation:
-    """Speculative decoding for a model: on or off; for greedy and seeded requests too (llama.cpp's kernels
-    give slightly different logits for a token verified in a batch than for one decoded alone, so their
-    output may change at a near-tie: by default they keep their reproducibility); up to how many decoding
-    slots it is tried (beyond, the batch is compute-bound and drafts cost what they save); the draft model
-    (None: prompt lookup); step costs to judge drafts by (None: measured)."""
+    """Speculative decoding for a model: on or off; up to how many decoding slots it is tried (beyond, the
+    batch is compute-bound and drafts cost what they save); the draft model (None: prompt lookup); step
+    costs to judge drafts by (None: measured)."""
 
     enabled: bool = True
-    greedy: bool = False
     max_slots: int = 2
     drafter: Any = None
     costs: Any = None
@@ -73,7 +70,7 @@ class ModelRunner:
     """Serves the generations queued for one model, `n_slots` at a time, on its own thread."""
 
     def __init__(self, name: str, model: LoadedModel, max_queue: int, load_s: float = 0.0,
-                 speculation: Speculation | None = None):
+                 speculation: Speculation | None = None, reproducible_greedy: bool = True):
         self.name = name
         self.model = model
         self.max_queue = max_queue
@@ -82,6 +79,7 @@ class ModelRunner:
         self.last_used = time.monotonic()
         self.keep_alive_s: float | None = None  # None: forever; else unload this long after last use
         self.slots = [Slot(seq) for seq in range(model.n_slots)]
+        self.reproducible_greedy = reproducible_greedy
         rollback = getattr(model, "supports_rollback", True)
         self.speculation = speculation if speculation is not None and rollback else Speculation(enabled=False)
         self._supports_sharing = rollback and hasattr(model, "copy_sequence")
@@ -210,9 +208,11 @@ class ModelRunner:
             return
         sampling = generation.request.sampling
         prompt = generation.prompt_tokens
-        # KV reuse changes batch shapes and so the last bits of the logits (llama-server documents the
-        # same for cache_prompt): requests that promise reproducibility evaluate their prompt afresh.
-        reuse = sampling.seed is None and sampling.temperature > 0
+        # KV reuse and drafts change batch shapes, and llama.cpp's CPU kernels give a token slightly different
+        # logits in another batch shape (llama-server documents the same for cache_prompt): requests that
+        # promise reproducibility (seeded; greedy unless reproducible_greedy is off) read their prompt afresh,
+        # one chunk schedule, and decode one token per step.
+        reuse = sampling.seed is None and (sampling.temperature > 0 or not self.reproducible_greedy)
         if sampling.seed is None:
             sampling = replace(sampling, seed=random.randrange(2**31))
         slot = self._choose_slot(prompt, reuse)
@@ -232,8 +232,7 @@ class ModelRunner:
             self.model.forget(slot.seq, 0)
         drafts = None
         can_draft = getattr(self.model, "can_draft", None)
-        if self.speculation.enabled and (reuse or self.speculation.greedy) and can_draft is not None \
-                and can_draft(sampler):
+        if self.speculation.enabled and reuse and can_draft is not None and can_draft(sampler):
             drafts = DraftController(prompt, enabled=True)
         slot.start(generation, sampler, sampling.seed, prefix, drafts)
         if reuse and self._supports_sharing:

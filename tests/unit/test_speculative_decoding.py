@@ -152,11 +152,11 @@ def test_greedy_and_seeded_requests_are_not_drafted_by_default(drafting):
         assert result.usage.draft_tokens == 0
 
 
-def test_speculative_decoding_all_drafts_greedy_requests_too(make_app, fake_backend):
+def test_greedy_requests_are_drafted_when_reproducible_greedy_is_off(make_app, fake_backend):
     from ollama_server.engine.types import SamplingParams
     fake_backend.drafting = True
     fake_backend.enqueue("the dog lay on the rug. the cat sat on the mat")
-    app = make_app(parallel_slots=1, speculative_decoding="all")
+    app = make_app(parallel_slots=1, reproducible_greedy=False)
     with app.app_context():
         result = collect("tiny", services().engine.submit(
             GenerateRequest(model="tiny", prompt=PASSAGE * 2, sampling=SamplingParams(temperature=0.0))))
