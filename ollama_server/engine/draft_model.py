@@ -14,6 +14,7 @@ import numpy as np
 from llama_cpp import _internals as internals
 
 from ollama_server.engine.llama_backend import _init_backend
+from ollama_server.engine.llama_backend import open_context
 
 DRAFT_BATCH = 512  # tokens per decode while catching up on history
 log = logging.getLogger(__name__)
@@ -50,11 +51,7 @@ class DraftModel:
         ctx_params.kv_unified = False  # each sequence owns n_ctx cells
         ctx_params.swa_full = True     # sliding-window layers keep everything: a rejected draft can be cut anywhere
         ctx_params.no_perf = True
-        try:
-            self._ctx = internals.LlamaContext(model=self._model, params=ctx_params, verbose=False)
-        except Exception:
-            self._model.close()
-            raise
+        self._ctx = open_context(self._model, ctx_params)
         self._batch = llama_cpp.llama_batch_init(DRAFT_BATCH, 0, 1)
         self._memory = self._ctx.memory
         self._vocab = self._model.vocab

@@ -54,6 +54,15 @@ def _init_backend() -> None:
             _backend_initialised = True
 
 
+def open_context(model, params):
+    """A llama.cpp context on `model`'s weights; the model is freed when the context cannot be made."""
+    try:
+        return internals.LlamaContext(model=model, params=params, verbose=False)
+    except Exception:
+        model.close()
+        raise
+
+
 class SlotSampler:
     """A grammar-constrained request's llama.cpp chain; a second chain bans end-of-generation while
     min_tokens is unmet."""
@@ -98,11 +107,7 @@ class LlamaBatchModel:
         # the position a batch starts at).
         ctx_params.swa_full = False
         ctx_params.no_perf = True
-        try:
-            self._ctx = internals.LlamaContext(model=self._model, params=ctx_params, verbose=False)
-        except Exception:
-            self._model.close()
-            raise
+        self._ctx = open_context(self._model, ctx_params)
         self._memory = self._ctx.memory
         self._batch = llama_cpp.llama_batch_init(options.n_batch, 0, 1)
         self.batch_capacity = options.n_batch
