@@ -23,7 +23,7 @@ from ollama_server.engine.backend import LoadOptions  # noqa: E402
 from ollama_server.engine.generation import Generation  # noqa: E402
 from ollama_server.engine.llama_backend import LlamaBackend  # noqa: E402
 from ollama_server.engine.runner import ModelRunner  # noqa: E402
-from ollama_server.engine.runner import Speculation  # noqa: E402
+from ollama_server.engine.drafting import Speculation  # noqa: E402
 from ollama_server.engine.types import GenerateRequest  # noqa: E402
 from ollama_server.engine.types import SamplingParams  # noqa: E402
 from ollama_server.engine.types import collect  # noqa: E402

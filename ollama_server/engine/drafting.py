@@ -6,6 +6,8 @@ the batch is small (see docs/benchmarks.md for the measured costs), hence the co
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
 from typing import Optional
 from typing import Sequence
 
@@ -153,3 +155,15 @@ class StepCosts:
         if one is None or this is None or one <= 0:
             return 1.0 + DEFAULT_ROW_COST * (rows - 1)
         return this / one
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding for a model: on or off; up to how many decoding slots it is tried (beyond, the
+    batch is compute-bound and drafts cost what they save); the draft model (None: prompt lookup); step
+    costs to judge drafts by (None: measured)."""
+
+    enabled: bool = True
+    max_slots: int = 2
+    drafter: Any = None
+    costs: Any = None

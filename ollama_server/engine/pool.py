@@ -11,9 +11,9 @@ from typing import Optional
 
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.backend import LoadOptions
+from ollama_server.engine.drafting import Speculation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
-from ollama_server.engine.runner import Speculation
 from ollama_server.engine.snapshot import LoadedModelState
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import ModelLoadError

@@ -10,19 +10,21 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from dataclasses import replace
-from typing import Any
 
 from ollama_server.engine.backend import DecodeEntry
 from ollama_server.engine.backend import LoadedModel
 from ollama_server.engine.drafting import DraftController
+from ollama_server.engine.drafting import Speculation
 from ollama_server.engine.drafting import StepCosts
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.prefix_sharing import chunk_limit
 from ollama_server.engine.prefix_sharing import find_donor
 from ollama_server.engine.prefix_sharing import known_prefix
 from ollama_server.engine.slot import Slot
+from ollama_server.engine.step_profile import StepProfile
+from ollama_server.engine.step_profile import lone_decode_rows
+from ollama_server.engine.step_profile import reading_any
 from ollama_server.engine.types import BusyError
 from ollama_server.engine.types import Chunk
 from ollama_server.engine.types import EngineError
@@ -31,35 +33,6 @@ from ollama_server.engine.types import Usage
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
-
-
-@dataclass
-class StepProfile:
-    """Where the engine thread's time goes, summed over steps: building the batch, llama_decode, and
-    sampling / emitting (benchmarks/step_profile.py reads it)."""
-
-    steps: int = 0
-    prepare_s: float = 0.0
-    decode_s: float = 0.0
-    sample_s: float = 0.0
-
-    def add(self, prepare_s: float, decode_s: float, sample_s: float) -> None:
-        self.steps += 1
-        self.prepare_s += prepare_s
-        self.decode_s += decode_s
-        self.sample_s += sample_s
-
-
-@dataclass(frozen=True)
-class Speculation:
-    """Speculative decoding for a model: on or off; up to how many decoding slots it is tried (beyond, the
-    batch is compute-bound and drafts cost what they save); the draft model (None: prompt lookup); step
-    costs to judge drafts by (None: measured)."""
-
-    enabled: bool = True
-    max_slots: int = 2
-    drafter: Any = None
-    costs: Any = None
 
 
 class RetiredError(BusyError):
@@ -304,7 +277,7 @@ class ModelRunner:
             budget -= size
         if not entries:
             return
-        lone_rows = _lone_decode_rows(entries)
+        lone_rows = lone_decode_rows(entries)
         decode_started = time.perf_counter()
         rows = self.model.decode(entries)
         decoded = time.perf_counter()
@@ -398,21 +371,6 @@ class ModelRunner:
         slot.clear()
         with self._cond:
             self._cond.notify_all()
-
-
-def reading_any(slots: list[Slot]) -> bool:
-    """Whether some slot still has prompt tokens to read (its step would not be a lone decode)."""
-    return any(slot.busy and slot.pending and slot.donor is None for slot in slots)
-
-
-def _lone_decode_rows(entries: list[DecodeEntry]) -> int:
-    """Logits rows of a step that only decodes one request (0 for any other step): what StepCosts learns from."""
-    if len(entries) != 1:
-        return 0
-    entry = entries[0]
-    if entry.all_logits:
-        return len(entry.tokens)
-    return 1 if entry.want_logits and len(entry.tokens) == 1 else 0
 
 
 def _end_unstarted(generation: Generation) -> None:

@@ -10,7 +10,7 @@ from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.llama_backend import LlamaBackend
 from ollama_server.engine.runner import ModelRunner
-from ollama_server.engine.runner import Speculation
+from ollama_server.engine.drafting import Speculation
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import collect
