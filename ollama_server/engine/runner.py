@@ -315,7 +315,9 @@ class ModelRunner:
             if token == guess:
                 kept += 1
                 slot.accepted += 1
-            going = self._emit(slot, token, first_row + index, cached=start + 1 + index)
+            # Tokens in the sequence before this one: a prompt chunk's, or the fed token and the kept drafts.
+            before = start + len(entry.tokens) - len(draft) + index
+            going = self._emit(slot, token, first_row + index, cached=before)
             if token != guess:
                 if going:
                     slot.next_token = token
