@@ -122,6 +122,10 @@ class LoadedModel(Protocol):
 
     embed_decodes: int  # embedding decodes run so far (tests and the benchmark read it)
 
+    def score(self, tokens: Sequence[int], first: int) -> list[float]:
+        """Natural-log probabilities of tokens[first:] (1 <= first < len(tokens)), each given every token before
+        it, on a scoring context apart from the generation context (created on first use); safe from any thread."""
+
     def close(self) -> None:
         """Free the model's memory."""
 

@@ -9,6 +9,7 @@ from typing import Optional
 from ollama_server.engine.backend import Backend
 from ollama_server.engine import embeddings
 from ollama_server.engine import infill
+from ollama_server.engine import scoring
 from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
@@ -285,6 +286,10 @@ class Engine:
                                 finish_reason=None, prompt_tokens=result.prompt_tokens if result else 0,
                                 completion_tokens=0, cached_tokens=0, queue_s=None, ttft_s=None,
                                 duration_s=time.monotonic() - started)
+
+    def score(self, request: GenerateRequest, continuation: str) -> scoring.ScoreResult:
+        """Log-likelihood of `continuation` after `request`'s rendered prompt (engine/scoring.py); one record."""
+        return scoring.score(self, request, continuation)
 
     def get_request(self, request_id: str) -> Optional[Generation]:
         """A current or recently finished request, for progress reporting."""

@@ -25,6 +25,7 @@ from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.grammar_checker import GrammarChecker
 from ollama_server.engine.llama_embedder import LlamaEmbedder
+from ollama_server.engine.llama_scorer import LlamaScorer
 from ollama_server.engine.sampler import PENALTY_WINDOW
 from ollama_server.engine.sampler import TruncatedSampler
 from ollama_server.engine.types import EngineError
@@ -137,6 +138,7 @@ class LlamaBatchModel:
         self._embed_lock = threading.Lock()  # one embedding decode at a time; close() waits for it
         self._threads = options.n_threads
         self.embed_decodes = 0
+        self._scorer = LlamaScorer(self._model, self.facts.context_length, options.n_batch, options.n_threads)
         # Found once at load (~0.3 s for 262k tokens) rather than in the middle of someone's stream.
         self._eog_ids = [t for t in range(self.facts.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
         self._eog_array = np.array(self._eog_ids, dtype=np.intp)
@@ -317,7 +319,12 @@ class LlamaBatchModel:
             self.embed_decodes += 1
             return vectors
 
+    def score(self, tokens: Sequence[int], first: int) -> list[float]:
+        """Log-probabilities of tokens[first:], each given all before it, on the scoring context (any thread)."""
+        return self._scorer.score(tokens, first)
+
     def close(self) -> None:
+        self._scorer.close()
         with self._embed_lock:
             if self._embedder is not None:
                 self._embedder.close()

@@ -49,6 +49,14 @@ class ModelPool:
         """True when the model's last load failed (it is skipped when a request names no model)."""
         return name in self._failed_loads
 
+    def failed_loads(self) -> dict[str, dict]:
+        """name -> {"error", "at" (Unix seconds), "retry_after_s" (0 once the cooldown is over)}; read-only."""
+        now_mono, now = time.monotonic(), time.time()
+        cooldown = self.settings.model_load_cooldown
+        return {name: {"error": error, "at": now - (now_mono - failed_at),
+                       "retry_after_s": round(max(0.0, cooldown - (now_mono - failed_at)), 1)}
+                for name, (failed_at, error) in dict(self._failed_loads).items()}
+
     def set_keep_alive(self, name: str, seconds: Optional[float]) -> None:
         """Keep a loaded model for `seconds` after its last use (None or negative: forever; 0: unload when idle)."""
         with self._lock:

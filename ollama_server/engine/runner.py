@@ -166,10 +166,14 @@ class ModelRunner:
             self._waiting = kept
 
     def _take_admissible(self) -> list[Generation]:
+        """Waiting generations for the free slots: interactive ones before background (jobs'), FIFO in each."""
         free = sum(1 for slot in self.slots if not slot.busy)
-        taken = []
-        while self._waiting and len(taken) < free:
-            taken.append(self._waiting.popleft())
+        if not free or not self._waiting:  # the usual case mid-generation: called once per step
+            return []
+        # sorted() is stable: the queue's order holds within each class.
+        taken = sorted(self._waiting, key=lambda generation: generation.request.background)[:free]
+        chosen = {id(generation) for generation in taken}
+        self._waiting = collections.deque(g for g in self._waiting if id(g) not in chosen)
         return taken
 
     def _admit(self, generation: Generation) -> None:

@@ -103,6 +103,7 @@ class GenerateRequest:
     think_field: str = "think"
     template_vars: Mapping[str, Any] = field(default_factory=dict)  # more chat template variables (vLLM's kwargs)
     infill: Optional[Infill] = None  # fill-in-the-middle: the prompt is built from the model's FIM tokens
+    background: bool = False  # a job's request: waiting interactive requests get a free slot first
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ EOS = 0
 FAKE_EMBED_DIM = 8
 
 
+def fake_logprob(token: int) -> float:
+    """The fake's log-probability of `token` at any position, whatever precedes it: -(token % 10 + 1) / 10."""
+    return -(token % 10 + 1) / 10
+
+
 class FakeSampler:
     """Replays one scripted reply, then EOS (unless banned), then '.' forever as a real model would ramble."""
 
@@ -71,6 +76,7 @@ class FakeModel:
         self.copies: list[tuple[int, int]] = []          # (source seq, target seq) of each prefix copy
         self.step_costs = FixedStepCosts()
         self.forgotten: list[tuple[int, int]] = []       # (seq, from_pos) of each forget()
+        self.scored: list[tuple[list[int], int]] = []    # (tokens, first) of each score()
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
         return [ord(c) for c in text]
@@ -136,6 +142,12 @@ class FakeModel:
         self.embed_batches.append([list(s) for s in sequences])
         return [[sum((t * (i + 1)) % 7 - 3 for t in tokens) / len(tokens) + 0.5 for i in range(FAKE_EMBED_DIM)]
                 for tokens in sequences]
+
+    def score(self, tokens: Sequence[int], first: int) -> list[float]:
+        """fake_logprob() of each of tokens[first:]; waits for the gate like a decode."""
+        self.backend.gate.wait()
+        self.scored.append((list(tokens), first))
+        return [fake_logprob(t) for t in tokens[first:]]
 
     def close(self) -> None:
         self.closed = True
