@@ -10,36 +10,13 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${1:-${LLAMA_SERVER_CACHE:-$HOME/.cache/ollama_server/llama-server}}"
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
 
-VERSION="$(sed -n 's/^llama-cpp-python==\([^[:space:]#]*\).*/\1/p' "$ROOT/requirements.txt" | head -1)"
-if [ -z "$VERSION" ]; then
-    echo "build_llama_server: no 'llama-cpp-python==X' line in $ROOT/requirements.txt" >&2
-    exit 1
-fi
-SRC="$CACHE/llama_cpp_python-$VERSION"
-LLAMA="$SRC/vendor/llama.cpp"
+# The sources: fetched (once; instant afterwards) by the same script that fetches the checkpoint converter.
+LLAMA="$(set -o pipefail; bash "$ROOT/scripts/fetch_converter.sh" "$CACHE" | tail -1)"
 BINARY="$LLAMA/build/bin/llama-server"
-
 if [ -x "$BINARY" ]; then
     echo "$BINARY"
     exit 0
-fi
-
-mkdir -p "$CACHE"
-if [ ! -f "$LLAMA/CMakeLists.txt" ]; then
-    # pip prints its progress on stdout: keep stdout for the path alone.
-    "$PY" -m pip download --no-binary :all: --no-deps "llama-cpp-python==$VERSION" -d "$CACHE" >&2
-    SDIST="$(ls "$CACHE"/llama_cpp_python-"$VERSION".tar.gz "$CACHE"/llama-cpp-python-"$VERSION".tar.gz 2>/dev/null | head -1)"
-    if [ -z "$SDIST" ]; then
-        echo "build_llama_server: pip did not leave an sdist for llama-cpp-python==$VERSION in $CACHE" >&2
-        exit 1
-    fi
-    tar -xzf "$SDIST" -C "$CACHE"
-    # Older sdists use the dashed name for their top directory.
-    if [ ! -d "$SRC" ] && [ -d "$CACHE/llama-cpp-python-$VERSION" ]; then
-        mv "$CACHE/llama-cpp-python-$VERSION" "$SRC"
-    fi
 fi
 if [ ! -f "$LLAMA/CMakeLists.txt" ]; then
     echo "build_llama_server: no llama.cpp sources at $LLAMA" >&2

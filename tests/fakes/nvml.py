@@ -47,6 +47,20 @@ class NVMLError_LibraryNotFound(NVMLError):
         super().__init__(message)
 
 
+class NVMLError_NoPermission(NVMLError):
+    """A root-only call (setting the power limit) made by an ordinary user."""
+
+    def __init__(self, message: str = "Insufficient Permissions"):
+        super().__init__(message)
+
+
+class NVMLError_InvalidArgument(NVMLError):
+    """A power limit outside the card's constraints, as the real driver refuses it."""
+
+    def __init__(self, message: str = "Invalid Argument"):
+        super().__init__(message)
+
+
 # Bits as nvml.h / pynvml define them (a subset, enough for the reader to build its table).
 THROTTLE = {"GpuIdle": 0x1, "ApplicationsClocksSetting": 0x2, "SwPowerCap": 0x4, "HwSlowdown": 0x8,
             "SyncBoost": 0x10, "SwThermalSlowdown": 0x20, "HwThermalSlowdown": 0x40, "HwPowerBrakeSlowdown": 0x80}
@@ -60,7 +74,7 @@ def gpu(name: str, total_gib: float, used_gib: float, util: int = 0, temp: int =
            "total": total, "used": used, "util": util, "temp": temp, "power_mw": int(power_w * 1000),
            "handle": None, "mem_util": 0, "power_limit_mw": 250_000, "power_constraints": (100_000, 300_000),
            "fan": 30, "clock_gr": 1500, "clock_sm": 1500, "clock_mem": 7000, "throttle": 0,
-           "pcie_gen": 4, "pcie_width": 16, "lose_after_reads": None}
+           "pcie_gen": 4, "pcie_width": 16, "lose_after_reads": None, "set_power_error": None}
     row.update(overrides)
     return row
 
@@ -128,6 +142,8 @@ class FakeNvml:
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_Uninitialized = NVMLError_Uninitialized
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
+    NVMLError_NoPermission = NVMLError_NoPermission
+    NVMLError_InvalidArgument = NVMLError_InvalidArgument
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_GRAPHICS, NVML_CLOCK_SM, NVML_CLOCK_MEM = 0, 1, 2
     CLOCK_KEYS = {0: "clock_gr", 1: "clock_sm", 2: "clock_mem"}
@@ -144,6 +160,11 @@ class FakeNvml:
         self.init_calls = 0
         self.shutdown_calls = 0
         self.initialised = False
+        self.power_limit_sets: list[tuple[int, int]] = []  # (index, milliwatts) of every accepted set, in order
+
+    def fail_power_limit(self, index: int, error: type = NVMLError_NoPermission) -> None:
+        """Make setting GPU `index`'s power limit raise `error` (NoPermission: not root)."""
+        self.devices[index]["set_power_error"] = error
 
     def set_used(self, index: int, used_bytes: int) -> None:
         """Change a device's used memory (a model loaded elsewhere)."""
@@ -207,6 +228,15 @@ class FakeNvml:
 
     def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: Any) -> list[int]:
         return list(_value(self._row(handle), "power_constraints"))
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: Any, limit_mw: int) -> None:
+        row = self._row(handle)
+        _value(row, "set_power_error")
+        low, high = _value(row, "power_constraints")
+        if not low <= limit_mw <= high:
+            raise NVMLError_InvalidArgument()
+        row["power_limit_mw"] = int(limit_mw)
+        self.power_limit_sets.append((handle.index, int(limit_mw)))
 
     def nvmlDeviceGetFanSpeed(self, handle: Any) -> int:
         return _value(self._row(handle), "fan")
