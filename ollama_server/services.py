@@ -19,6 +19,8 @@ from flask import current_app
 from ollama_server.connection_watch import ConnectionWatch
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
+from ollama_server.jobs.service import Jobs
+from ollama_server.jobs.service import build_jobs
 from ollama_server.model_benchmark import ModelBenchmarks
 from ollama_server.model_benchmark import build_benchmarks
 from ollama_server.models import managed_store
@@ -72,6 +74,7 @@ class Services:
     benchmarks: Optional[ModelBenchmarks] = None         # the dashboard's per-model benchmark runs
     pulls: Optional[PullJobs] = None                     # the dashboard's background pulls
     config: Optional[ConfigManager] = None               # runtime configuration: versions, presets, rollback
+    jobs: Optional[Jobs] = None                          # eval / data-gen / conversion jobs, power profiles
     scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
@@ -118,6 +121,10 @@ class Services:
                                next_run_time=datetime.now(timezone.utc), id="partial-expiry",
                                name="delete abandoned partial downloads")
         self.scheduler.start()
+        if self.jobs is not None:
+            from ollama_server.log_files import install_log_files  # the serving process only, never tests' apps
+            install_log_files(self.jobs.paths.logs_dir, self.settings.log_level)
+            self.jobs.start()
 
     def _collect(self) -> None:
         try:
@@ -167,6 +174,8 @@ class Services:
     def close(self) -> None:
         """Stop background work and the engine (unloads models)."""
         self.stopping.set()
+        if self.jobs is not None:
+            self.jobs.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.connections.close()
@@ -209,7 +218,7 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
     made = Services(settings=settings, store=store, engine=engine, gpu=gpu, monitor=monitor, alerts=alerts,
                     alert_history=alert_history, exporter=exporter, silences=silences,
                     benchmarks=build_benchmarks(engine, settings, metrics_db_path(settings)),
-                    pulls=pull_jobs_for(store, settings))
+                    pulls=pull_jobs_for(store, settings), jobs=build_jobs(settings, engine, store, gpu))
     made.config = config_for(made, metrics_db_path(settings))  # reads and swaps the built Services' settings
     return made
 

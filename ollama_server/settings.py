@@ -208,6 +208,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between the dashboard's polls of each live fragment (the seed's 15)."),
     Setting("alert_channels_file", "", _path,
             "Alert channels: webhooks, e-mail, Alertmanager (empty: config/alerting.yaml if present, else log only)."),
+    Setting("base_dir", "", _path,
+            "Jobs' base directory: datasets/, runs/, train_shards_out/, logs/ and db.sqlite (empty: data_dir)."),
+    Setting("datasets_dir", "", _path, "Where eval datasets (JSONL) are read from (empty: <base_dir>/datasets)."),
+    Setting("shard_max_examples", 500, _at_least(1, _parse_int),
+            "Examples per data-generation shard in train_shards_out/ (a full shard is never written again)."),
+    Setting("converter_dir", "", _path,
+            "llama.cpp tree with convert_hf_to_gguf.py (empty: the pinned llama-cpp-python sources, `make converter`)."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -262,6 +269,10 @@ class Settings:
     alert_rules_file: str
     dashboard_refresh_seconds: float
     alert_channels_file: str
+    base_dir: str
+    datasets_dir: str
+    shard_max_examples: int
+    converter_dir: str
 
     @property
     def effective_threads(self) -> int:

@@ -12,6 +12,9 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import refusals
     from ollama_server.api import alert_actions, cost, model_benchmarks, pull_jobs  # the dashboard's actions
     from ollama_server.api.anthropic.routes import bp as anthropic_bp
+    from ollama_server.api.companion.about import bp as companion_about_bp
+    from ollama_server.api.companion.jobs_routes import bp as companion_jobs_bp
+    from ollama_server.api.companion.power import bp as companion_power_bp
     from ollama_server.api.configure import bp as configure_bp
     from ollama_server.api.errors import handlers as errors
     from ollama_server.api.health import bp as health_bp
@@ -55,5 +58,8 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(weight_distribution_bp)
     app.register_blueprint(monitoring_bp)
     app.register_blueprint(configure_bp)  # runtime configuration
+    app.register_blueprint(companion_jobs_bp)  # the training loop's jobs, shards
+    app.register_blueprint(companion_power_bp)  # power profiles
+    app.register_blueprint(companion_about_bp)  # /config, /logs, /status, /diag
     for actions in (alert_actions, model_benchmarks, pull_jobs, cost):
         app.register_blueprint(actions.bp)

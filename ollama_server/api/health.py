@@ -7,6 +7,7 @@ from datetime import timezone
 from flask import Blueprint
 from flask import jsonify
 
+from ollama_server.api.companion import about
 from ollama_server.api.errors.dialects import PLAIN
 from ollama_server.api.errors.handlers import install
 from ollama_server.services import Services
@@ -79,7 +80,8 @@ def ping():
 @bp.get("/health")
 def health():
     """Readiness: 200 when requests can be served now (`ok`, or `degraded` when some models or configured
-    model paths are broken), 503 while loading, when no model could be loaded, or while shutting down."""
+    model paths are broken), 503 while loading, when no model could be loaded, or while shutting down.
+    The companion's gpu, active_model and worker_busy ride along."""
     svc = services()
     snapshot = svc.engine.snapshot()
     broken = broken_models(svc, {m.name for m in snapshot.models})
@@ -99,6 +101,10 @@ def health():
             "metrics": metrics_component(svc),
         },
         "active_requests": snapshot.running + snapshot.waiting,
+        # The training-loop companion's /health keys (seed §5.3.1), beside ours.
+        "gpu": about.health_gpu(svc),
+        "active_model": about.active_model(svc),
+        "worker_busy": about.worker_busy(svc),
     }
     if status == "degraded":
         body["problems"] = ([f"model {m['name']} is broken: {m['error']}" for m in broken]

@@ -13,7 +13,7 @@ def test_every_setting_is_documented():
     assert missing == []
 
 
-ROUTE_DOCS = ("api.md", "dashboard-apis.md", "configuration.md", "dashboard.md")
+ROUTE_DOCS = ("api.md", "dashboard-apis.md", "configuration.md", "dashboard.md", "jobs.md")
 
 
 def test_every_route_is_documented(client):

@@ -26,6 +26,8 @@ from ollama_server.api.openai.schemas import CompletionRequest
 from ollama_server.api.openai.schemas import DetokenizeRequest
 from ollama_server.api.openai.schemas import TokenizeRequest
 from ollama_server.api.registry import ActiveBody
+from ollama_server.jobs.requests import DataGenJobRequest
+from ollama_server.jobs.requests import EvalJobRequest
 from ollama_server.api.registry import RegisterBody
 from ollama_server.api.tgi.schemas import GenerateBody as TgiGenerateBody
 from ollama_server.api.tgi.schemas import Grammar
@@ -51,6 +53,12 @@ def ollama_error(body, status: int) -> bool:
     return isinstance(body, dict) and list(body) == ["error"] and isinstance(body["error"], str) and bool(body["error"])
 
 
+def companion_error(body, status: int) -> bool:
+    """The companion seed's FastAPI {"detail"}, with our "error" beside it."""
+    return (isinstance(body, dict) and set(body) == {"detail", "error"} and isinstance(body["detail"], str)
+            and bool(body["detail"]) and body["detail"] == body["error"])
+
+
 def tgi_error(body, status: int) -> bool:
     return (isinstance(body, dict) and set(body) == {"error", "error_type"} and isinstance(body["error"], str)
             and isinstance(body["error_type"], str))
@@ -74,9 +82,13 @@ ROUTES: dict[str, tuple] = {
                   PullBody, {}),
     "/api/delete": ("delete", ollama_error, {"model": "no-such-model"}, DeleteBody, {}),
     "/api/copy": ("post", ollama_error, {"source": "tiny", "destination": "copied"}, CopyBody, {}),
-    "/models/register": ("post", ollama_error, {"name": "registered", "path": "/nonexistent/registered.gguf"},
+    "/models/register": ("post", companion_error, {"name": "registered", "path": "/nonexistent/registered.gguf"},
                          RegisterBody, {}),
-    "/models/set_active": ("post", ollama_error, {"model": "tiny"}, ActiveBody, {}),
+    "/models/set_active": ("post", companion_error, {"model": "tiny"}, ActiveBody, {}),
+    "/eval/jobs": ("post", companion_error, {"model_id": "tiny", "name": "n", "dataset_ref": "none.jsonl"},
+                   EvalJobRequest, {}),
+    "/data_gen/jobs": ("post", companion_error, {"model_id": "tiny", "strategy": "self_instruct",
+                                                 "config": {"num_samples": 1}}, DataGenJobRequest, {}),
     "/generate": ("post", tgi_error, {"inputs": "hi", "parameters": {"max_new_tokens": 2}}, TgiGenerateBody,
                   {"parameters": Parameters}),
     "/generate_stream": ("post", tgi_error, {"inputs": "hi", "parameters": {"max_new_tokens": 2, "details": True}},

@@ -30,7 +30,8 @@ def offenders(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 def test_only_the_llama_backend_modules_and_the_draft_model_import_llama_cpp():
     users = [p.relative_to(PACKAGE).as_posix() for p in modules()
              if any(name == "llama_cpp" or name.startswith("llama_cpp.") for name in imports_of(p))]
-    assert users == ["engine/draft_model.py", "engine/llama_backend.py", "engine/llama_embedder.py"]
+    assert users == ["engine/build_info.py", "engine/draft_model.py", "engine/llama_backend.py",
+                     "engine/llama_embedder.py", "engine/llama_scorer.py"]
 
 
 def test_the_engine_knows_nothing_of_http_or_dialects():
@@ -49,7 +50,8 @@ def dotted(path: Path) -> str:
 # What a dialect may use from the engine: its types and values, never its machinery (pool, runner, backend).
 ENGINE_FOR_DIALECTS = {"ollama_server.engine", "ollama_server.engine.types", "ollama_server.engine.generation",
                        "ollama_server.engine.snapshot", "ollama_server.engine.records",
-                       "ollama_server.engine.planner", "ollama_server.engine.placement"}
+                       "ollama_server.engine.planner", "ollama_server.engine.placement",
+                       "ollama_server.engine.build_info"}  # versions and llama.cpp's build facts, for /diag
 
 
 def test_dialects_use_engine_types_and_services_only():
@@ -93,3 +95,15 @@ def test_dialects_change_models_only_through_the_store():
                     assert name in MODELS_FOR_DIALECTS, f"{path.relative_to(PACKAGE)} imports {name}"
                 assert not name.startswith(("ollama_server.monitoring", "ollama_server.storage")), \
                     f"{path.relative_to(PACKAGE)} imports {name}"
+
+
+ENGINE_FOR_JOBS = {"ollama_server.engine.engine", "ollama_server.engine.types"}
+
+
+def test_jobs_know_nothing_of_http_and_use_the_engine_only_through_engine_and_its_types():
+    assert offenders("jobs", ("flask", "werkzeug", "ollama_server.api", "ollama_server.services",
+                              "ollama_server.dashboard", "llama_cpp")) == []
+    reached = [f"{path.relative_to(PACKAGE)} imports {name}" for path in modules("jobs")
+               for name in sorted(imports_of(path))
+               if name.startswith("ollama_server.engine") and name not in ENGINE_FOR_JOBS]
+    assert reached == []

@@ -244,7 +244,7 @@ def test_register_errors(client, env, payload, status):
     if payload.get("path") == "GOOD":
         payload = {**payload, "path": str(env.secret)}
     response = client.post("/models/register", json=payload)
-    assert response.status_code == status and set(response.get_json()) == {"error"}
+    assert response.status_code == status and set(response.get_json()) == {"error", "detail"}
 
 
 def test_register_refuses_a_file_that_is_not_gguf(client, env):
@@ -257,10 +257,13 @@ def test_register_refuses_a_file_that_is_not_gguf(client, env):
 
 
 def test_set_active_is_persisted_and_reported(client, env):
-    assert client.get("/models/active").get_json() == {"active": "dir-model:latest", "chosen": None}
+    active = client.get("/models/active").get_json()
+    assert (active["active"], active["id"], active["chosen"]) == ("dir-model:latest", "dir-model:latest", None)
     response = client.post("/models/set_active", json={"model": "ext"})
-    assert response.status_code == 200 and response.get_json() == {"active": "ext:latest"}
-    assert client.get("/models/active").get_json() == {"active": "ext:latest", "chosen": "ext:latest"}
+    assert response.status_code == 200
+    assert response.get_json() == {"active": "ext:latest", "status": "activated", "id": "ext:latest"}
+    active = client.get("/models/active").get_json()
+    assert (active["active"], active["chosen"]) == ("ext:latest", "ext:latest")
     assert env.app().test_client().get("/models/active").get_json()["active"] == "ext:latest"
     assert services_of(client).catalogue.default().name == "ext:latest"
 
@@ -268,7 +271,7 @@ def test_set_active_is_persisted_and_reported(client, env):
 @pytest.mark.parametrize("payload,status", [({"model": "nope"}, 404), ({"model": "../x"}, 400), ({}, 400)])
 def test_set_active_errors(client, payload, status):
     response = client.post("/models/set_active", json=payload)
-    assert response.status_code == status and set(response.get_json()) == {"error"}
+    assert response.status_code == status and set(response.get_json()) == {"error", "detail"}
 
 
 def test_a_request_naming_no_model_uses_the_active_one(client, env):

@@ -108,6 +108,9 @@ OLLAMA = Dialect("ollama", {**DEFAULT_STATUS, "busy": 503}, lambda error, status
 
 # Registry, weight distribution, request tracking and app-wide errors off /v1: {"error": "..."}, sorted JSON.
 PLAIN = Dialect("plain", DEFAULT_STATUS, lambda error, status: {"error": error.message})
+# The training-loop companion API (seed §5): FastAPI's {"detail"}; "error" too, for clients of our other routes.
+COMPANION = Dialect("companion", DEFAULT_STATUS,
+                    lambda error, status: {"detail": error.message, "error": error.message})
 
 
 # --- TGI ------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from flask import request
 
 import ollama_server
 from ollama_server.api import client_gone
+from ollama_server.api.companion import about
+from ollama_server.api.companion import generate as seed_generate
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors.dialects import TGI
 from ollama_server.api.errors.handlers import install
@@ -117,7 +119,10 @@ def _stream(body: GenerateBody) -> Response:
 
 @bp.post("/generate")
 def generate():
-    """One generation as JSON."""
+    """One generation as JSON; the companion seed's body ({"prompt", ...}, no "inputs") is answered in its shape."""
+    raw = seed_generate.peek_json(request.get_data())
+    if seed_generate.is_seed_body(raw):
+        return seed_generate.respond(raw)
     payload, headers = _generate(_body())
     response = jsonify(payload)
     response.headers.update(headers)
@@ -144,12 +149,15 @@ def compat_generate():
 
 @bp.get("/info")
 def model_info():
-    """What TGI's /info reports, for the default model (the active one, else the smallest)."""
+    """What TGI's /info reports, for the default model (the active one, else the smallest), plus the
+    companion's directories and API version."""
     svc = services()
     spec = svc.engine.default_model()
     if spec is None:
         raise ApiError("unavailable", "no model is available")
     settings = svc.settings
     max_total = svc.engine.runtime_context(spec)
-    return jsonify(tr.info(spec.name, max_total, settings.parallel_slots + settings.max_queue,
-                           ollama_server.__version__, compute_type(svc, spec.name)))
+    body = tr.info(spec.name, max_total, settings.parallel_slots + settings.max_queue,
+                   ollama_server.__version__, compute_type(svc, spec.name))
+    # The companion's /info keys (seed §5.3.2); TGI's own "version" is already ours.
+    return jsonify({**about.directories(svc), "api_version": about.API_VERSION, **body})

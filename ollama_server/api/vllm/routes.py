@@ -6,6 +6,7 @@ from flask import jsonify
 from flask import request
 
 from ollama_server import __version__
+from ollama_server.api.companion import about
 from ollama_server.api.errors import ApiError
 from ollama_server.api.errors.dialects import VLLM
 from ollama_server.api.errors.handlers import install
@@ -25,8 +26,9 @@ install(bp, VLLM)
 
 @bp.get("/version")
 def version():
-    """The server version, as vLLM reports its own."""
-    return jsonify({"version": __version__})
+    """The server version, as vLLM reports its own, with the companion's interpreter, CUDA and library
+    versions (seed §5.3.2)."""
+    return jsonify({"version": __version__, **about.version_facts(services())})
 
 
 @bp.post("/tokenize")

@@ -1,0 +1,1 @@
+"""The companion API of the training loop: jobs, shards, power profiles, service information."""
