@@ -1,4 +1,4 @@
-"""The dashboard: six server-rendered htmx pages under /dashboard (templates/, static/), registered by
+"""The dashboard: seven server-rendered htmx pages under /dashboard (templates/, static/), registered by
 create_app() and imported by nothing else."""
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def register_dashboard(app: Flask) -> None:
     from ollama_server.dashboard import export  # noqa: F401
     from ollama_server.dashboard import layout
     from ollama_server.dashboard import gpu  # noqa: F401
+    from ollama_server.dashboard import jobs  # noqa: F401
     from ollama_server.dashboard import live  # noqa: F401
     from ollama_server.dashboard import models  # noqa: F401
     from ollama_server.dashboard import optimization  # noqa: F401

@@ -60,3 +60,22 @@ def time_series(metric: str, lines: Mapping[str, Series], title: Optional[str] =
         trace["x"] = _times(points)
         trace["y"] = [round(v * scale, 4) for _, v in points]
     return json.dumps(spec, separators=(",", ":"))
+
+
+def checkpoint_metric(metric: str, lines: Mapping[str, Sequence[tuple[str, float]]],
+                      order: Sequence[str], title: Optional[str] = None) -> str:
+    """One eval metric across checkpoints: a line per eval name over model ids (a category axis in `order`)."""
+    figure = go.Figure()
+    for name, points in lines.items():
+        figure.add_trace(go.Scatter(name=name, mode="lines+markers", x=[m for m, _ in points],
+                                    y=[round(v, 4) for _, v in points], line={"width": 2}, marker={"size": 8}))
+    # Checkpoints in training order for every trace: Plotly would otherwise order categories by first sight.
+    figure.update_layout(title={"text": title or f"{metric} by checkpoint", "font": {"size": 14}}, margin=MARGIN,
+                         height=300, showlegend=len(lines) > 1, legend={"orientation": "h", "y": -0.35},
+                         xaxis={"type": "category", "categoryorder": "array", "categoryarray": list(order),
+                                "title": "checkpoint (model)"},
+                         yaxis={"title": metric, "rangemode": "tozero"}, template="none")
+    if not lines:
+        figure.add_annotation(text="no finished eval run yet", showarrow=False, xref="paper", yref="paper",
+                              x=0.5, y=0.5)
+    return pio.to_json(figure.to_plotly_json(), validate=False, remove_uids=True, engine="json")

@@ -15,7 +15,8 @@ from ollama_server.dashboard.session_auth import logged_in
 from ollama_server.services import services
 
 NAV = (("dashboard.overview", "Overview"), ("dashboard.gpu", "GPUs"), ("dashboard.models", "Models"),
-       ("dashboard.apis", "APIs"), ("dashboard.config", "Configuration"), ("dashboard.optimization", "Optimization"))
+       ("dashboard.apis", "APIs"), ("dashboard.config", "Configuration"), ("dashboard.optimization", "Optimization"),
+       ("dashboard.jobs", "Jobs"))
 
 
 def status_badge() -> dict[str, Any]:

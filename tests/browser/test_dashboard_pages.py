@@ -12,7 +12,8 @@ from tests.browser.support import screenshot
 from tests.browser.support import wait_until
 
 PAGES = (("overview", "/dashboard/"), ("gpu", "/dashboard/gpu"), ("models", "/dashboard/models"),
-         ("apis", "/dashboard/apis"), ("config", "/dashboard/config"), ("optimization", "/dashboard/optimization"))
+         ("apis", "/dashboard/apis"), ("config", "/dashboard/config"), ("optimization", "/dashboard/optimization"),
+         ("jobs", "/dashboard/jobs"))
 CHART_PAGES = {"gpu", "apis"}
 MODEL = "gemma3:270m"
 
@@ -97,6 +98,6 @@ def test_the_page_fits_a_phone_screen(served, page, name, path):
     page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
-    assert page.locator("nav a").count() == 6
+    assert page.locator("nav a").count() == 7
     if name == "overview":
         screenshot(page, "overview-phone")

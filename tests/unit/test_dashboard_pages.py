@@ -17,10 +17,10 @@ from tests.fakes.nvml import GIB
 from tests.fakes.nvml import FakeNvml
 
 PAGES = ("/dashboard/", "/dashboard/gpu", "/dashboard/models", "/dashboard/apis", "/dashboard/config",
-         "/dashboard/optimization")
+         "/dashboard/optimization", "/dashboard/jobs")
 # every fragment that polls with the version it shows (requests are pushed, pulls poll only while one runs)
 POLLED = ("health", "loaded-models", "alerts", "gpus", "gpu-history", "models", "api-table", "api-charts",
-          "config-status", "config-versions", "optimization-score")
+          "config-status", "config-versions", "optimization-score", "jobs", "job-results", "job-shards")
 # the tables docs/dashboard.md promises (TABLES fills when create_app registers the dashboard's modules)
 EXPORTED = ("requests", "loaded_models", "alerts", "errors", "gpus", "models", "benchmarks", "endpoints",
             "api_errors", "config_versions", "recommendations")
