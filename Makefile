@@ -18,7 +18,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # The dashboard's scripts, pinned in package.json + package-lock.json; reinstalled only when those change.
 JS_STAMP := node_modules/.installed
 
-.PHONY: run test install install-dev system-deps npm-deps js-deps bench bench-peer clean
+.PHONY: run test install install-dev system-deps npm-deps js-deps bench bench-peer bench-jobs converter clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -88,6 +88,16 @@ bench: install-dev
 PEER_ARGS ?= --compare-variant reproducible_greedy=false --variant-workloads a,d
 bench-peer: install-dev
 	LLAMA_SERVER=$$(set -o pipefail; bash scripts/build_llama_server.sh | tail -1) && $(PY) benchmarks/peer.py --llama-server "$$LLAMA_SERVER" $(PEER_ARGS)
+
+## Eval jobs beside interactive requests: TTFT and tokens/s idle vs during an eval job, the job's examples/s.
+JOBS_ARGS ?=
+bench-jobs: install-dev
+	$(PY) benchmarks/jobs_interference.py $(JOBS_ARGS)
+
+## llama.cpp's convert_hf_to_gguf.py (from the pinned llama-cpp-python sdist, cached) for registering Hugging Face
+## checkpoints; its Python packages: $(PIP) install -r <the printed path>/requirements/requirements-convert_hf_to_gguf.txt
+converter: | $(PY)
+	PYTHON=$(PY) bash scripts/fetch_converter.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache node_modules
