@@ -10,11 +10,9 @@ from typing import Iterator
 from typing import Optional
 
 from ollama_server.engine.engine import Engine
-from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
-from ollama_server.engine.types import collect
 from ollama_server.jobs import eval_metrics
 from ollama_server.jobs.datasets import read_examples
 from ollama_server.jobs.datasets import resolve_dataset
@@ -57,14 +55,11 @@ def _sampling(job_id: str, n: int, temperature: float) -> SamplingParams:
                           seed=zlib.crc32(f"{job_id}:{n}".encode()), repeat_penalty=1.1)
 
 
-def _ask(engine: Engine, model_id: str, prompt: str, sampling: SamplingParams, max_tokens: int) -> str:
-    request = GenerateRequest(model=model_id, messages=(Message("user", prompt),), max_tokens=max_tokens,
-                              sampling=sampling, dialect="jobs", endpoint="data_gen", background=True,
-                              cap_to_context=True)
-    try:
-        return collect(model_id, engine.submit(request)).text.strip()
-    except EngineError as exc:
-        raise JobFailed(exc.message) from None
+def _ask(ctx: JobContext, engine: Engine, prompt: str, sampling: SamplingParams, max_tokens: int) -> str:
+    request = GenerateRequest(model=ctx.job["model_id"], messages=(Message("user", prompt),),
+                              max_tokens=max_tokens, sampling=sampling, dialect="jobs", endpoint="data_gen",
+                              background=True, cap_to_context=True)
+    return ctx.generate(engine, request).text.strip()
 
 
 def _first_task(text: str) -> str:
@@ -129,13 +124,13 @@ def run_self_instruct(ctx: JobContext, engine: Engine, paths: JobPaths, max_exam
         shown = [seeds[(attempts + i) % len(seeds)] for i in range(min(3, len(seeds)))]
         prompt = (f"Write one new {area} task, different from these examples. Reply with the task only.\n\n"
                   + "\n".join(f"- {s}" for s in shown) + "\n\nNew task:")
-        task = _first_task(_ask(engine, model_id, prompt, _sampling(ctx.job_id, attempts, 0.9), 64))
+        task = _first_task(_ask(ctx, engine, prompt, _sampling(ctx.job_id, attempts, 0.9), 64))
         key = dedupe_key(task)
         if len(key) < 8 or key in seen:
             duplicates += 1
             continue
         seen.add(key)
-        answer = _ask(engine, model_id, task, _sampling(ctx.job_id, -attempts, 0.7),
+        answer = _ask(ctx, engine, task, _sampling(ctx.job_id, -attempts, 0.7),
                       int(config.get("max_new_tokens", 128)))
         shards.add({"instruction": task, "input": "", "output": answer, "source": "self_instruct",
                     "strategy": "self_instruct", "domain": area, "model_id": model_id, "job_id": ctx.job_id})
@@ -184,7 +179,7 @@ def run_fix_eval_failures(ctx: JobContext, engine: Engine, paths: JobPaths, max_
         ask = (f"{prompt}\n\nThe correct answer is {reference}. Explain briefly how to get it, "
                f"then finish with: The answer is {reference}.")
         sampling = GREEDY if variant == 0 else _sampling(ctx.job_id, index * 100 + variant, 0.8)
-        output = _ask(engine, model_id, ask, sampling, int(config.get("max_new_tokens", 128)))
+        output = _ask(ctx, engine, ask, sampling, int(config.get("max_new_tokens", 128)))
         if not eval_metrics.score_example(("accuracy",), output, reference)["accuracy"]:
             output = (output + "\n" if output else "") + f"The answer is {reference}."  # the fix must be right
         shards.add({"instruction": prompt, "input": "", "output": output, "source": "fix_eval_failures",

@@ -12,7 +12,6 @@ from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import Message
 from ollama_server.engine.types import SamplingParams
-from ollama_server.engine.types import collect
 from ollama_server.jobs import eval_metrics
 from ollama_server.jobs.datasets import Example
 from ollama_server.jobs.datasets import read_examples
@@ -59,11 +58,11 @@ def eval_request(model_id: str, example: Example, max_new_tokens: int) -> Genera
                            background=True, cap_to_context=True)
 
 
-def evaluate_example(engine: Engine, model_id: str, example: Example, metrics: tuple[str, ...],
-                     config: dict) -> dict:
+def evaluate_example(ctx: JobContext, engine: Engine, example: Example, metrics: tuple[str, ...]) -> dict:
     """One sample line: the model's answer, each metric, and the reference's loss when asked."""
-    request = eval_request(model_id, example, int(config.get("max_new_tokens", 64)))
-    result = collect(model_id, engine.submit(request))
+    config = ctx.config
+    request = eval_request(ctx.job["model_id"], example, int(config.get("max_new_tokens", 64)))
+    result = ctx.generate(engine, request)
     prediction = result.text.strip()
     pattern = example.extra.get("pattern") if isinstance(example.extra.get("pattern"), str) else None
     scores = eval_metrics.score_example(metrics, prediction, example.reference or "",
@@ -102,11 +101,11 @@ def run_eval(ctx: JobContext, engine: Engine, paths: JobPaths) -> dict:
         for example in examples:
             if example.index in done:
                 continue
-            ctx.check()
             try:
-                sample = evaluate_example(engine, ctx.job["model_id"], example, metrics, config)
-            except EngineError as exc:
-                raise JobFailed(f"example {example.index + 1} (line {example.line}): {exc.message}") from None
+                sample = evaluate_example(ctx, engine, example, metrics)
+            except (JobFailed, EngineError) as exc:
+                ctx.check()
+                raise JobFailed(f"example {example.index + 1} (line {example.line}): {exc}") from None
             if not logging_on:  # the line still records the outcome, which is what a resume needs
                 sample = {k: v for k, v in sample.items() if k not in ("prompt", "prediction", "reference")}
             out.write(json.dumps(sample, ensure_ascii=False) + "\n")

@@ -8,10 +8,18 @@ from typing import Any
 from typing import Callable
 from typing import Optional
 
+from ollama_server.engine.engine import Engine
+from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import GenerateRequest
+from ollama_server.engine.types import GenerateResult
+from ollama_server.engine.types import RequestTimeoutError
+from ollama_server.engine.types import collect
 from ollama_server.jobs.store import JobStore
 
 log = logging.getLogger("ollama_server.jobs")
 POLL_S = 2.0  # a job queued by another process is noticed within this; our own wake the worker at once
+BUSY_RETRY_S = 1.0  # a job whose request found the queue full (interactive load) tries again after this
 
 
 class JobCancelled(Exception):
@@ -52,6 +60,26 @@ class JobContext:
     def progress(self, done: int, total: Optional[int]) -> None:
         self.store.progress(self.job_id, done, total)
 
+    def generate(self, engine: Engine, request: GenerateRequest) -> GenerateResult:
+        """One whole generation for the job. Interactive load (queue full, a slot not found in time, a model
+        reloading) makes it wait and try again rather than fail; a generation cut short by the stop or a cancel
+        never counts as an answer."""
+        while True:
+            self.check()
+            try:
+                generation = engine.submit(request)
+                result = collect(generation.model, generation)
+            except (BusyError, RequestTimeoutError):
+                self.stopping.wait(BUSY_RETRY_S)
+                continue
+            except EngineError as exc:
+                self.check()  # the engine refused because the server is stopping: resume later
+                raise JobFailed(exc.message) from None
+            if result.finish_reason == "cancelled":
+                self.check()
+                raise JobFailed("the model's generation was cancelled (the model was unloaded?)")
+            return result
+
 
 Handler = Callable[[JobContext], dict]
 
@@ -65,7 +93,7 @@ class JobWorker:
         self.max_jobs = max_jobs
         self._running: dict[str, threading.Thread] = {}
         self._cond = threading.Condition()
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     @property
@@ -92,7 +120,7 @@ class JobWorker:
             self._cond.notify_all()
 
     def _dispatch(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             with self._cond:
                 if len(self._running) >= max(1, self.max_jobs()):
                     self._cond.wait(POLL_S)
@@ -113,7 +141,7 @@ class JobWorker:
 
     def _run(self, job: dict) -> None:
         job_id = job["job_id"]
-        ctx = JobContext(job=job, store=self.store, stopping=self._stopping)
+        ctx = JobContext(job=job, store=self.store, stopping=self.stopping)
         log.info("job %s (%s, model %s) started", job_id, job["type"], job["model_id"])
         try:
             result = self.handlers[job["type"]](ctx)
@@ -121,23 +149,31 @@ class JobWorker:
             log.info("job %s done: %s", job_id, _brief(result))
         except JobInterrupted:
             log.info("job %s interrupted by the stop; it resumes at the next start", job_id)
-        except JobCancelled:
-            self.store.finish(job_id, "cancelled", error="cancelled")
-            log.info("job %s cancelled", job_id)
-        except JobFailed as exc:
-            self.store.finish(job_id, "failed", error=str(exc))
-            log.warning("job %s failed: %s", job_id, exc)
-        except Exception as exc:  # any other error ends the job with its message, never leaves it running
-            log.exception("job %s failed", job_id)
-            self.store.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if self.stopping.is_set():  # whatever the stop broke (a generation cut off): resume, never fail
+                log.info("job %s interrupted by the stop (%s); it resumes at the next start", job_id, exc)
+            else:
+                self._end_failed(job_id, exc)
         finally:
             with self._cond:
                 self._running.pop(job_id, None)
                 self._cond.notify_all()
 
+    def _end_failed(self, job_id: str, exc: Exception) -> None:
+        """A cancel, a JobFailed (its message is the error) or anything else (a failure, never left running)."""
+        if isinstance(exc, JobCancelled):
+            self.store.finish(job_id, "cancelled", error="cancelled")
+            log.info("job %s cancelled", job_id)
+        elif isinstance(exc, JobFailed):
+            self.store.finish(job_id, "failed", error=str(exc))
+            log.warning("job %s failed: %s", job_id, exc)
+        else:
+            log.error("job %s failed", job_id, exc_info=exc)
+            self.store.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop dispatching; running jobs stop at their next check and are resumed at the next start."""
-        self._stopping.set()
+        self.stopping.set()
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -258,3 +258,50 @@ def test_the_power_profile_bounds_how_many_jobs_run_at_once(http, jobs, fake_bac
     fake_backend.gate.set()
     for job_id in ids:
         assert finished(http, job_id)["status"] == "done"
+
+
+def test_a_job_whose_request_finds_the_queue_full_waits_and_goes_on(make_app, fake_backend):
+    from ollama_server.engine.types import GenerateRequest
+
+    app = make_app(max_queue=0)  # one slot, no queue: a second request is refused as busy
+    svc = app.extensions["ollama_server"]
+    http = app.test_client()
+    try:
+        write_dataset(svc.jobs, "math_eval.jsonl", MATH[:1])
+        fake_backend.gate.clear()
+        fake_backend.enqueue("interactive")
+        interactive = svc.engine.submit(GenerateRequest(model="tiny", prompt="hi", max_tokens=32))
+        wait_for(lambda: svc.engine.snapshot().running == 1, "the interactive request to hold the slot")
+        fake_backend.enqueue("5")
+        svc.jobs.start()
+        job_id = http.post("/eval/jobs", json={"model_id": "tiny", "name": "x", "dataset_ref": "math_eval.jsonl"}
+                           ).get_json()["job_id"]
+        wait_for(lambda: [r for r in svc.engine.records.since(0)[0] if r.outcome == "rejected"],
+                 "the job's request to be refused as busy")
+        assert http.get(f"/jobs/{job_id}").get_json()["status"] == "running"
+        fake_backend.gate.set()
+        assert "".join(c.text for c in interactive) == "interactive"
+        job = finished(http, job_id)
+        assert job["status"] == "done" and job["result"]["correct"] == 1
+    finally:
+        fake_backend.gate.set()
+        svc.close()
+
+
+def test_a_stop_in_the_middle_of_an_example_leaves_the_job_to_resume_not_failed(make_app, fake_backend):
+    app = make_app()
+    svc = app.extensions["ollama_server"]
+    write_dataset(svc.jobs, "math_eval.jsonl", MATH[:2])
+    fake_backend.gate.clear()  # the first example's generation is under way when the server stops
+    svc.jobs.start()
+    job_id = app.test_client().post("/eval/jobs", json={"model_id": "tiny", "name": "x",
+                                                        "dataset_ref": "math_eval.jsonl"}).get_json()["job_id"]
+    wait_for(lambda: fake_backend.history, "the first example's generation")
+    closing = __import__("threading").Thread(target=svc.close)
+    closing.start()
+    wait_for(svc.jobs.worker.stopping.is_set, "the stop to reach the job worker")
+    fake_backend.gate.set()
+    closing.join()
+    assert svc.jobs.store.get(job_id)["status"] == "running"  # what a restart requeues, never "failed"
+    assert svc.jobs.store.requeue_interrupted() == [job_id]
+    assert svc.jobs.store.get(job_id)["status"] == "pending"
