@@ -126,7 +126,7 @@ def test_a_registered_model_is_served_and_can_become_active(server, stores, tiny
     assert response.status_code == 201 and response.json()["inspection"]["context_length"] == 512
     assert generate(server, "reg-tiny")["eval_count"] >= 1
     assert requests.post(server.url + "/models/set_active", json={"model": GEMMA}, timeout=10).json() == \
-        {"active": "gemma3:270m"}
+        {"active": "gemma3:270m", "status": "activated", "id": "gemma3:270m"}
     assert requests.get(server.url + "/models/active", timeout=10).json()["active"] == GEMMA
     listing = {m["name"]: m for m in requests.get(server.url + "/models", timeout=10).json()["models"]}
     assert listing["reg-tiny:latest"]["source"] == "registered" and listing[GEMMA]["source"] == "ollama"
