@@ -208,6 +208,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between the dashboard's polls of each live fragment (the seed's 15)."),
     Setting("alert_channels_file", "", _path,
             "Alert channels: webhooks, e-mail, Alertmanager (empty: config/alerting.yaml if present, else log only)."),
+    Setting("background_every", 4, _at_least(1, _parse_int),
+            "While interactive requests decode, job requests join one engine step in this many (1: every step)."),
     Setting("base_dir", "", _path,
             "Jobs' base directory: datasets/, runs/, train_shards_out/, logs/ and db.sqlite (empty: data_dir)."),
     Setting("datasets_dir", "", _path, "Where eval datasets (JSONL) are read from (empty: <base_dir>/datasets)."),
@@ -269,6 +271,7 @@ class Settings:
     alert_rules_file: str
     dashboard_refresh_seconds: float
     alert_channels_file: str
+    background_every: int
     base_dir: str
     datasets_dir: str
     shard_max_examples: int

@@ -138,7 +138,9 @@ class LlamaBatchModel:
         self._embed_lock = threading.Lock()  # one embedding decode at a time; close() waits for it
         self._threads = options.n_threads
         self.embed_decodes = 0
-        self._scorer = LlamaScorer(self._model, self.facts.context_length, options.n_batch, options.n_threads)
+        self._compute = threading.Lock()  # one computation at a time (step, embedding, scoring): they share cores
+        self._scorer = LlamaScorer(self._model, self.facts.context_length, options.n_batch, options.n_threads,
+                                   self._compute)
         # Found once at load (~0.3 s for 262k tokens) rather than in the middle of someone's stream.
         self._eog_ids = [t for t in range(self.facts.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
         self._eog_array = np.array(self._eog_ids, dtype=np.intp)
@@ -153,9 +155,7 @@ class LlamaBatchModel:
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = self._piece(token)
-        return piece
+        return piece if piece is not None else self._pieces.setdefault(token, self._piece(token))
 
     def _piece(self, token: int) -> bytes:
         # llama-cpp-python's own helper returns a NUL-padded 32-byte buffer; use the written length.
@@ -187,7 +187,8 @@ class LlamaBatchModel:
                 index += 1
             logit_rows.append(index - 1 if entry.want_logits else None)
         batch.n_tokens = index
-        status = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        with self._compute:
+            status = llama_cpp.llama_decode(self._ctx.ctx, batch)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status} (KV cache full or batch invalid)")
         return logit_rows
@@ -315,9 +316,9 @@ class LlamaBatchModel:
                 raise EngineError("the model was unloaded while embedding")
             if self._embedder is None:  # lazy: a model that never embeds never pays for the context
                 self._embedder = LlamaEmbedder(self._model, shape, self._threads)
-            vectors = self._embedder.run(sequences)
             self.embed_decodes += 1
-            return vectors
+            with self._compute:
+                return self._embedder.run(sequences)
 
     def score(self, tokens: Sequence[int], first: int) -> list[float]:
         """Log-probabilities of tokens[first:], each given all before it, on the scoring context (any thread)."""

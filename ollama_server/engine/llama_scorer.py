@@ -32,8 +32,12 @@ class LlamaScorer:
     """Scores token sequences on the model's weights; its context is created on first use (a model that never
     scores never pays for it) and sized to the longest sequence seen so far."""
 
-    def __init__(self, model, max_context: int, n_batch: int, n_threads: int):
+    def __init__(self, model, max_context: int, n_batch: int, n_threads: int,
+                 compute_lock: Optional[threading.Lock] = None):
         self._model = model
+        # Held around each decode: the model's contexts share its cores, and two decodes at once (a scoring
+        # beside the engine thread's step) oversubscribe them, slowing both several times over.
+        self._compute = compute_lock or threading.Lock()
         self._max_context = max_context
         self._n_batch = n_batch
         self._threads = n_threads
@@ -86,7 +90,8 @@ class LlamaScorer:
             batch.seq_id[index][0] = 0
             batch.logits[index] = pos >= flagged_from
         batch.n_tokens = end - start
-        status = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        with self._compute:
+            status = llama_cpp.llama_decode(self._ctx.ctx, batch)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status} while scoring")
         self.decodes += 1

@@ -127,6 +127,7 @@ class ModelPool:
             runner = ModelRunner(spec.name, model, self.settings.max_queue, load_s,
                                  speculation=self._speculation(model, options),
                                  reproducible_greedy=self.settings.reproducible_greedy)
+            runner.background_every = self.settings.background_every
             keep_alive = self.settings.default_keep_alive
             runner.keep_alive_s = None if keep_alive < 0 else keep_alive
             with self._lock:
@@ -282,6 +283,7 @@ class ModelPool:
             runner = ModelRunner(name, model, self.settings.max_queue, time.monotonic() - started,
                                  speculation=self._speculation(model, options),
                                  reproducible_greedy=self.settings.reproducible_greedy)
+            runner.background_every = self.settings.background_every
             runner.keep_alive_s = old.keep_alive_s
             with self._lock:
                 swapped = self._runners.get(name) is old

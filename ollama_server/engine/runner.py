@@ -33,6 +33,9 @@ from ollama_server.engine.types import Usage
 
 log = logging.getLogger(__name__)
 PREFILL_CHUNK = 256  # prompt tokens per slot per step: bounds how long a new prompt pauses running streams
+# While interactive requests run, background ones (jobs) join one step in this many (the background_every
+# setting): on a CPU every row of a step costs, on a GPU nearly nothing.
+BACKGROUND_EVERY = 4
 
 
 class RetiredError(BusyError):
@@ -60,6 +63,8 @@ class ModelRunner:
         self.accepted_draft_tokens = 0  # ... of which kept
         self.shared_prefix_tokens = 0   # prompt tokens copied from another slot instead of evaluated
         self.profile = StepProfile()
+        self._steps = 0  # counts steps for background_every
+        self.background_every = BACKGROUND_EVERY
         self.step_costs = self.speculation.costs or StepCosts()  # what a step with a draft costs here
         self._waiting: collections.deque[Generation] = collections.deque()
         self._cond = threading.Condition()
@@ -255,7 +260,11 @@ class ModelRunner:
                 self._share_prefix(slot)
         entries, owners = [], []
         budget = self.model.batch_capacity
-        decoding = [slot for slot in self.slots if slot.busy and slot.next_token is not None]
+        self._steps += 1
+        stepping = [slot for slot in self.slots if slot.busy]
+        if self._steps % self.background_every and any(not slot.generation.request.background for slot in stepping):
+            stepping = [slot for slot in stepping if not slot.generation.request.background]
+        decoding = [slot for slot in stepping if slot.next_token is not None]
         budget -= len(decoding)
         drafting = self.speculation.enabled and len(decoding) <= self.speculation.max_slots
         if drafting and len(decoding) == 1 and not reading_any(self.slots) and self.step_costs.wants_baseline():
@@ -266,7 +275,7 @@ class ModelRunner:
             entries.append(DecodeEntry(slot.seq, (slot.next_token, *draft), len(slot.cached), True,
                                        all_logits=bool(draft)))
             owners.append(slot)
-        reading = [slot for slot in self.slots if slot.busy and slot.pending and slot.donor is None]
+        reading = [slot for slot in stepping if slot.pending and slot.donor is None]
         reading.sort(key=lambda slot: chunk_limit(slot, self.slots) is None)  # donors first: others wait on them
         for slot in reading:
             if budget <= 0:

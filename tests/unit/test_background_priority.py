@@ -67,3 +67,30 @@ def test_with_several_free_slots_interactive_requests_are_admitted_first_in_one_
     order = admitted_prompts(fake_backend)
     assert set(order[:2]) == {"a", "b"}
     assert order[2:] == ["chat-1", "chat-2", "job-1", "job-2"]
+
+
+
+@pytest.mark.parametrize("every", [4, 1])
+def test_while_an_interactive_request_decodes_a_background_one_joins_one_step_in_background_every(
+        make_app, fake_backend, every):
+    app = make_app(parallel_slots=2, max_queue=8, background_every=every)
+    with app.app_context():
+        engine = services().engine
+        fake_backend.gate.clear()  # both are admitted before the first step
+        fake_backend.enqueue("i" * 40)   # replies go in admission order: the chat is queued (and admitted) first
+        fake_backend.enqueue("b" * 200)
+        chat = engine.submit(GenerateRequest(model="tiny", prompt="chat", max_tokens=40))
+        job = engine.submit(GenerateRequest(model="tiny", prompt="job", max_tokens=200, background=True))
+        fake_backend.gate.set()
+        assert collect("tiny", chat).text == "i" * 40
+        assert collect("tiny", job).text == "b" * 200
+    batches = fake_backend.loaded[0].batches
+    seq_of = {len(entry.tokens): entry.seq for batch in batches for entry in batch if len(entry.tokens) > 1}
+    chat_seq, job_seq = seq_of[len("chat")], seq_of[len("job")]
+    chat_steps = [batch for batch in batches if any(entry.seq == chat_seq for entry in batch)]
+    shared = [batch for batch in chat_steps if any(entry.seq == job_seq for entry in batch)]
+    assert len(chat_steps) >= 40
+    # Never starved, never more than one step in `every` while the chat runs; alone, every step.
+    assert len(chat_steps) // every - 1 <= len(shared) <= len(chat_steps) // every + 1
+    alone = [batch for batch in batches if all(entry.seq == job_seq for entry in batch)]
+    assert len(alone) + len(shared) >= 200
