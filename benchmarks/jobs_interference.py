@@ -1,10 +1,7 @@
 #!/usr/bin/env python3
 """Eval jobs beside interactive requests: what a running eval job costs chat traffic, and the job's own speed.
 
-    python benchmarks/jobs_interference.py [--examples 24] [--requests 12] [--max-tokens 32] [--slots 4]
-        [--threads N] [--context 1024] [--auto-scale R] [--allow-eos] [--json .bench/jobs.json]
-
-One server (`python -m ollama_server`, parallel_slots 4) on the bundled Gemma 3 270M, base_dir in a temporary
+`make bench-jobs` (options: --help). One server (`python -m ollama_server`, parallel_slots 4) on the bundled Gemma 3 270M, base_dir in a temporary
 directory, a dataset of N "What is a + b?" examples (answer a+b) in <base_dir>/datasets/. After one warm-up:
 (A) idle: K streaming /v1/chat/completions requests one after another (greedy, max_tokens 32, ignore_eos so
     each has the same length), TTFT and decode tokens/s of each;
