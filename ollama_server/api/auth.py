@@ -1,7 +1,6 @@
-"""Optional API key: `Authorization: Bearer <key>` on inference and admin routes (vLLM's rules).
-
-Anthropic's routes (/v1/messages...) also take it as `x-api-key`, as Anthropic's clients send it, and
-refuse in Anthropic's error shape."""
+"""Optional API key: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every route but the open reads
+(vLLM's rules), compared in constant time. Anthropic's routes (/v1/messages...) refuse in Anthropic's error
+shape."""
 from __future__ import annotations
 
 import hashlib
@@ -54,10 +53,9 @@ def init_app(app: Flask) -> None:
         if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS and not (
                 request.path == METRICS_PATH and services().settings.metrics_require_key):
             return None
-        if key_matches(request.headers.get("Authorization", ""), key):
+        if key_matches(request.headers.get("Authorization", ""), key) or \
+                api_key_matches(request.headers.get("x-api-key", ""), key):
             return None
         if request.path.startswith(ANTHROPIC_PREFIX):
-            if api_key_matches(request.headers.get("x-api-key", ""), key):
-                return None
             return ANTHROPIC.render(ApiError("unauthorized", "invalid x-api-key"))
         return jsonify({"error": "Unauthorized"}), 401

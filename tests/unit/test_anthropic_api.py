@@ -226,9 +226,10 @@ def test_a_wrong_or_missing_key_on_messages_is_401_authentication_error(make_app
                                                                   "message": "invalid x-api-key"}}
 
 
-def test_x_api_key_does_not_open_the_other_routes(make_app):
+def test_x_api_key_opens_the_other_routes_too(make_app):
     client = make_app(api_key="s3cret").test_client()
-    response = client.get("/v1/models", headers={"x-api-key": "s3cret"})
+    assert client.get("/v1/models", headers={"x-api-key": "s3cret"}).status_code == 200
+    response = client.get("/v1/models", headers={"x-api-key": "wrong"})
     assert response.status_code == 401 and response.get_json() == {"error": "Unauthorized"}
 
 

@@ -294,7 +294,8 @@ def test_keyed_when_metrics_require_key(make_app):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/metrics?api_key=sekret").status_code == 401
-    assert client.get("/metrics", headers={"X-API-Key": "sekret"}).status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "sekret"}).status_code == 200
     response = client.get("/metrics", headers={"Authorization": "Bearer sekret"})
     assert response.status_code == 200 and response.headers["Content-Type"] == CONTENT_TYPE
 

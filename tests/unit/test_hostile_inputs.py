@@ -229,7 +229,8 @@ WRONG_HEADERS = [
     {"Authorization": "Bearer secretx"}, {"Authorization": "Bearer xsecret"}, {"Authorization": "Bearer secre"},
     {"Authorization": "Bearer secretsecret"}, {"Authorization": "Bearer sec ret"},
     {"Authorization": "Bearer s\xe9cret"}, {"Authorization": "Bearer SECRET"},
-    {"Authorization": "Bearer wrong, Bearer secret"}, {"X-Api-Key": KEY}, {"Api-Key": KEY},
+    {"Authorization": "Bearer wrong, Bearer secret"}, {"X-Api-Key": "wrong"}, {"X-Api-Key": ""},
+    {"X-Api-Key": KEY + "x"}, {"Api-Key": KEY},
     {"Proxy-Authorization": f"Bearer {KEY}"}, {"Cookie": f"api_key={KEY}"},
 ]
 QUERY_KEYS = ["api_key=secret", "key=secret", "access_token=secret", "token=secret", "Authorization=Bearer%20secret"]
@@ -269,10 +270,7 @@ def test_every_protected_route_refuses_every_wrong_or_misplaced_key(keyed):
     assert len(routes) >= 25  # the whole url_map, not a hand-picked few
     leaks = []
     for method, path in routes:
-        # Anthropic's routes take the key in x-api-key, as its SDK may send it (test_anthropic_api.py); every
-        # other route must refuse it there.
-        attempts = [(path, headers) for headers in WRONG_HEADERS
-                    if not (path.startswith("/v1/messages") and headers == {"X-Api-Key": KEY})]
+        attempts = [(path, headers) for headers in WRONG_HEADERS]
         attempts += [(f"{path}?{query}", {}) for query in QUERY_KEYS]
         for target, headers in attempts:
             response = send(keyed, method, target, headers=headers)
@@ -284,6 +282,7 @@ def test_every_protected_route_refuses_every_wrong_or_misplaced_key(keyed):
 def test_the_right_key_opens_a_protected_route(keyed, fake_backend):
     """The refusals above are about the key, not the route: with it, the same request is served."""
     assert keyed.get("/api/tags", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    assert keyed.get("/api/tags", headers={"X-API-Key": KEY}).status_code == 200  # the companion clients' header
     assert keyed.get("/api/tags").status_code == 401
 
 
