@@ -47,6 +47,8 @@ WorkingDirectory=${here}
 Environment=OLLAMA_SERVER_CONFIG=${config}
 Environment=OLLAMA_SERVER_HOME=${data_dir}
 ExecStart=${here}/.venv/bin/gunicorn -c ${here}/config/gunicorn.conf.py
+# systemctl --user reload llm-inference: the settings file is applied without a restart.
+ExecReload=/bin/kill -HUP \$MAINPID
 # gunicorn drains in-flight requests on SIGTERM (graceful_timeout 30 s); give it a little more.
 TimeoutStopSec=40
 Restart=on-failure

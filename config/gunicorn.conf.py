@@ -30,6 +30,19 @@ def post_worker_init(worker):
         services.stopping.set()
         stop(sig, frame)
     signal.signal(signal.SIGTERM, handle_exit)
+    signal.signal(signal.SIGHUP, services.reloader.reload_in_background)  # the master forwards its SIGHUP
+
+
+def when_ready(server):
+    """SIGHUP to the master (systemctl reload) re-reads the settings file inside the worker, where the models
+    live, instead of gunicorn's own reload (new workers, every model loaded again)."""
+    import os
+    import signal
+
+    def forward(sig, frame):
+        for pid in list(server.WORKERS):
+            os.kill(pid, signal.SIGHUP)
+    signal.signal(signal.SIGHUP, forward)
 
 
 def worker_exit(server, worker):

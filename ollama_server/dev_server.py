@@ -21,6 +21,7 @@ def serve(settings: Settings) -> int:
     server = make_server(settings.host, settings.port, app, threaded=True)
     signal.signal(signal.SIGTERM, _interrupt)
     svc.start()
+    signal.signal(signal.SIGHUP, svc.reloader.reload_in_background)  # re-read the settings file
     try:
         server.serve_forever()
     except KeyboardInterrupt:

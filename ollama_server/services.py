@@ -52,6 +52,7 @@ from ollama_server.storage.alert_events import AlertHistory
 from ollama_server.storage.alert_silences import AlertSilences
 
 EXTENSION_KEY = "ollama_server"
+CONFIG_CHECK_INTERVAL_S = 2.0  # how soon an edited settings file is applied
 PARTIAL_EXPIRY_INTERVAL_S = 300.0  # how often the background loop looks for abandoned partial downloads
 WARM_UP_ATTEMPTS = 3  # default candidates warm-up tries before it gives up (each failed load costs time)
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Services:
     pulls: Optional[PullJobs] = None                     # the dashboard's background pulls
     config: Optional[ConfigManager] = None               # runtime configuration: versions, presets, rollback
     jobs: Optional[Jobs] = None                          # eval / data-gen / conversion jobs, power profiles
+    reloader: Any = None                                 # config_reload.ConfigReloader, made by start()
     scheduler: BackgroundScheduler = field(default_factory=build_scheduler)
     connections: ConnectionWatch = field(default_factory=ConnectionWatch)  # clients that hang up
     warming: bool = False
@@ -121,6 +123,11 @@ class Services:
                                next_run_time=datetime.now(timezone.utc), id="partial-expiry",
                                name="delete abandoned partial downloads")
         self.scheduler.start()
+        from ollama_server.config_reload import ConfigReloader
+        from ollama_server.config_reload import config_path
+        self.reloader = ConfigReloader(self, config_path())
+        self.scheduler.add_job(self.reloader.check, "interval", seconds=CONFIG_CHECK_INTERVAL_S, id="config-file",
+                               name="apply the settings file when it changes")
         if self.jobs is not None:
             from ollama_server.log_files import install_log_files  # the serving process only, never tests' apps
             install_log_files(self.jobs.paths.logs_dir, self.settings.log_level)

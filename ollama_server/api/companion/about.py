@@ -175,6 +175,7 @@ def status():
                    "default_context_size": settings.default_context_size,
                    "request_timeout": settings.request_timeout},
         "llama_cpp_available": build_info.llama_cpp_installed(),
+        "config_reload": svc.reloader.last if svc.reloader is not None else {"status": "not started"},
     })
 
 
