@@ -13,7 +13,8 @@ def test_start_schedules_each_job_once_however_often_it_is_called(make_app):
         svc.start(warm=False)
         svc.start(warm=False)
         jobs = svc.scheduler.get_jobs()
-        assert sorted(job.id for job in jobs) == ["collect", "keep-alive", "metrics-maintenance", "partial-expiry"]
+        assert sorted(job.id for job in jobs) == ["collect", "config-file", "keep-alive", "metrics-maintenance",
+                                                 "partial-expiry"]
         assert all(job.max_instances == 1 and job.coalesce for job in jobs)
     finally:
         svc.close()
