@@ -14,6 +14,7 @@ from ollama_server.engine.chat_format import render_chat
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.records import RequestLog
+from ollama_server.engine.records import recorded_call
 from ollama_server.engine.regex_grammar import RegexError
 from ollama_server.engine.regex_grammar import choice_to_gbnf
 from ollama_server.engine.regex_grammar import regex_to_gbnf
@@ -271,21 +272,9 @@ class Engine:
     def embed(self, model: Optional[str], inputs: list, truncate: bool = True, dimensions: Optional[int] = None,
               *, num_ctx: Optional[int] = None, dialect: str = "", endpoint: str = "") -> embeddings.EmbedResult:
         """Unit-norm embeddings of `inputs` (texts or token-id lists), batched; one record per request."""
-        started = time.monotonic()
-        outcome, kind, result = "failed", None, None
-        try:
-            result = embeddings.embed(self, model, inputs, truncate, dimensions, num_ctx)
-            outcome = "done"
-            return result
-        except EngineError as exc:
-            outcome, kind = ("rejected" if exc.kind == "invalid_request" else "failed"), exc.kind
-            raise
-        finally:
-            self.records.append(request_id="", dialect=dialect, endpoint=endpoint,
-                                model=result.model if result else model or "", outcome=outcome, error_kind=kind,
-                                finish_reason=None, prompt_tokens=result.prompt_tokens if result else 0,
-                                completion_tokens=0, cached_tokens=0, queue_s=None, ttft_s=None,
-                                duration_s=time.monotonic() - started)
+        return recorded_call(self.records, lambda: embeddings.embed(self, model, inputs, truncate, dimensions, num_ctx),
+                             dialect=dialect, endpoint=endpoint, model=model or "",
+                             prompt_tokens=lambda result: result.prompt_tokens, model_of=lambda result: result.model)
 
     def score(self, request: GenerateRequest, continuation: str) -> scoring.ScoreResult:
         """Log-likelihood of `continuation` after `request`'s rendered prompt (engine/scoring.py); one record."""

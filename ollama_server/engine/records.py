@@ -6,9 +6,14 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 from typing import Optional
+from typing import TypeVar
+
+from ollama_server.engine.types import EngineError
 
 OUTCOMES = ("done", "failed", "cancelled", "rejected")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,23 @@ class RequestLog:
             records = [record for record in self._records if record.seq > seq]
             oldest = self._records[0].seq if self._records else self._next_seq
         return records, max(0, oldest - seq - 1)
+
+
+def recorded_call(log: RequestLog, call: Callable[[], T], *, dialect: str, endpoint: str, model: str,
+                  prompt_tokens: Callable[[T], int], model_of: Callable[[T], str]) -> T:
+    """Run a request that generates no tokens (embeddings, scoring) and append its one record, however it ends."""
+    started = time.monotonic()
+    outcome, kind, result = "failed", None, None
+    try:
+        result = call()
+        outcome = "done"
+        return result
+    except EngineError as exc:
+        outcome, kind = ("rejected" if exc.kind == "invalid_request" else "failed"), exc.kind
+        raise
+    finally:
+        log.append(request_id="", dialect=dialect, endpoint=endpoint,
+                   model=model_of(result) if result is not None else model, outcome=outcome, error_kind=kind,
+                   finish_reason=None, prompt_tokens=prompt_tokens(result) if result is not None else 0,
+                   completion_tokens=0, cached_tokens=0, queue_s=None, ttft_s=None,
+                   duration_s=time.monotonic() - started)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ollama_server.engine.records import recorded_call
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
 from ollama_server.engine.types import InvalidRequestError
@@ -28,22 +29,10 @@ class ScoreResult:
 
 def score(engine: "Engine", request: GenerateRequest, continuation: str) -> ScoreResult:
     """Score `continuation` after `request`'s prompt on its model (loaded on demand); one record per call."""
-    started = time.monotonic()
-    outcome, kind, result = "failed", None, None
-    try:
-        result = _score(engine, request, continuation)
-        outcome = "done"
-        return result
-    except EngineError as exc:
-        outcome, kind = ("rejected" if exc.kind == "invalid_request" else "failed"), exc.kind
-        raise
-    finally:
-        engine.records.append(request_id="", dialect=request.dialect, endpoint="score",
-                              model=result.model if result else request.model or "", outcome=outcome,
-                              error_kind=kind, finish_reason=None,
-                              prompt_tokens=result.prompt_tokens + result.tokens if result else 0,
-                              completion_tokens=0, cached_tokens=0, queue_s=None, ttft_s=None,
-                              duration_s=time.monotonic() - started)
+    return recorded_call(engine.records, lambda: _score(engine, request, continuation), dialect=request.dialect,
+                         endpoint="score", model=request.model or "",
+                         prompt_tokens=lambda result: result.prompt_tokens + result.tokens,
+                         model_of=lambda result: result.model)
 
 
 def _score(engine: "Engine", request: GenerateRequest, continuation: str) -> ScoreResult:
