@@ -77,6 +77,11 @@ class GpuReader:
         self._known: dict[int, tuple[Optional[str], Optional[str]]] = {}  # index -> last (name, uuid)
 
     # --- setup -------------------------------------------------------------------------------
+    @property
+    def nvml(self) -> Any:
+        """The NVML module this reader initialised (after a successful probe()), for callers that set limits."""
+        return self._nvml
+
     def probe(self) -> bool:
         """Initialise NVML once; False (with `reason`) when there is no library, driver or GPU."""
         with self._lock:

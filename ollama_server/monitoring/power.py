@@ -153,7 +153,7 @@ class PowerProfiles:
         if hasattr(source, "probe"):  # a GpuReader: reuse its NVML session
             if not source.probe():
                 raise PowerProfileError(503, f"{NO_GPU} ({source.reason})" if source.reason else NO_GPU)
-            return source._nvml, list(source.devices), False
+            return source.nvml, list(source.devices), False
         nvml = source
         if nvml is None:
             try:
