@@ -41,6 +41,7 @@ from peer import StartError  # noqa: E402
 from peer import free_port  # noqa: E402
 from peer import wait_healthy  # noqa: E402
 from peer_workloads import percentile  # noqa: E402
+from peer_workloads import sse_events  # noqa: E402
 
 TERMINAL = {"done", "failed", "cancelled"}
 METRICS = ["accuracy", "avg_loss"]
@@ -101,13 +102,7 @@ def chat(url: str, model: str, text: str, max_tokens: int, ignore_eos: bool) -> 
                 error = f"HTTP {response.status_code}: {response.text[:200]}"
             else:
                 lines = response.iter_lines()  # kept referenced: dropping it mid-read closes the stream
-                for raw in lines:
-                    if not raw.startswith(b"data:"):
-                        continue
-                    data = raw[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    event = json.loads(data)
+                for event in sse_events(lines):
                     if "error" in event:
                         error = str(event["error"])[:200]
                         break

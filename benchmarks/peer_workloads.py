@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Callable
+from typing import Iterator
 from typing import Optional
 
 import requests
@@ -98,6 +99,17 @@ class Stream:
         return list(zip(self.chunk_times, self.chunk_times[1:]))
 
 
+def sse_events(lines: Iterator[bytes]) -> Iterator[dict]:
+    """The JSON events of an OpenAI-style SSE stream's lines, up to `[DONE]` (the caller keeps `lines` referenced)."""
+    for raw in lines:
+        if not raw.startswith(b"data:"):
+            continue
+        data = raw[5:].strip()
+        if data == b"[DONE]":
+            return
+        yield json.loads(data)
+
+
 def complete(url: str, prompt: str, max_tokens: int, sampling: dict, ignore_eos: bool = True,
              on_chunk: Optional[Callable[[int], None]] = None) -> Stream:
     """Stream one OpenAI /v1/completions request; tokens from the final usage, else the content chunks."""
@@ -111,13 +123,7 @@ def complete(url: str, prompt: str, max_tokens: int, sampling: dict, ignore_eos:
                 stream.error = f"HTTP {response.status_code}: {response.text[:200]}"
                 return stream
             lines = response.iter_lines()  # kept referenced: dropping it mid-read closes the stream
-            for raw in lines:
-                if not raw.startswith(b"data:"):
-                    continue
-                data = raw[5:].strip()
-                if data == b"[DONE]":
-                    break
-                event = json.loads(data)
+            for event in sse_events(lines):
                 if "error" in event:
                     stream.error = str(event["error"])[:200]
                     return stream
