@@ -31,6 +31,25 @@ def post_worker_init(worker):
         stop(sig, frame)
     signal.signal(signal.SIGTERM, handle_exit)
     signal.signal(signal.SIGHUP, services.reloader.reload_in_background)  # the master forwards its SIGHUP
+    _refuse_new_connections_while_draining(worker)
+
+
+def _refuse_new_connections_while_draining(worker):
+    """While a stopping worker drains, new connections are refused at once instead of waiting unaccepted.
+
+    gthread stops accepting but keeps its listening sockets open until the drain ends (the master has closed
+    its own copies): a connection made meanwhile would sit in the backlog, then be reset when the worker exits,
+    which a load balancer sees as a failed request rather than a refused connection it passes on."""
+    set_accept_enabled = getattr(worker, "set_accept_enabled", None)
+    if set_accept_enabled is None:  # another worker class: nothing to adjust
+        return
+
+    def set_accept(enabled):
+        set_accept_enabled(enabled)
+        if not enabled and not worker.alive:  # the graceful stop, the listeners just taken off the poller
+            for listener in worker.sockets:
+                listener.close()
+    worker.set_accept_enabled = set_accept
 
 
 def when_ready(server):

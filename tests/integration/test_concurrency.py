@@ -1,13 +1,14 @@
 """Concurrency on the real model: 8 streams at once without cross-talk, disconnects, busy answers, SIGTERM."""
 import json
 import signal
+import socket
 import threading
-import time
 
 import pytest
 import requests
 
 from tests.conftest import LiveServer
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.model
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8,"
@@ -60,6 +61,11 @@ def test_eight_concurrent_streams_keep_to_their_own_prompts(batched_server):
     # llama.cpp's batched kernels change floating-point order with the batch's make-up.
 
 
+def waiting(url: str) -> int:
+    """Requests queued for a slot, from /health."""
+    return requests.get(url + "/health", timeout=30).json()["components"]["executor"]["waiting"]
+
+
 def test_a_client_that_disconnects_frees_its_slot(serial_server):
     url = serial_server.url
     body = {"prompt": "Once upon a time", "max_tokens": 400, "stream": True, "ignore_eos": True}
@@ -70,18 +76,15 @@ def test_a_client_that_disconnects_frees_its_slot(serial_server):
     result = {}
 
     def queued():
-        started = time.monotonic()
         result["body"] = requests.post(url + "/v1/completions", timeout=120, json={
             "prompt": "Hi", "max_tokens": 3, "temperature": 0}).json()
-        result["waited_s"] = time.monotonic() - started
     waiter = threading.Thread(target=queued)
     waiter.start()
-    time.sleep(0.5)
+    wait_for(lambda: waiting(url) >= 1, "the second request to queue behind the first", 60)
     first.close()  # the client goes away mid-stream
-    waiter.join(60)
+    waiter.join(120)
     assert result["body"]["choices"][0]["text"] is not None
-    # 400 tokens at ~40/s would hold the slot ~10 s; freed at once, the queued request is quick
-    assert result["waited_s"] < 8, result
+    # The slot was freed by the hang-up, not by the first request running its 400 tokens out.
     progress = requests.get(url + f"/api/progress/{request_id}", timeout=10).json()
     assert progress["state"] == "cancelled"
     assert progress["tokens_generated"] < 400
@@ -100,23 +103,20 @@ def test_a_full_queue_answers_busy_at_once_in_every_dialect(serial_server):
         "prompt": "x", "max_tokens": 1}))
     waiter.start()
     try:
-        deadline = time.monotonic() + 10
-        while requests.get(url + "/health", timeout=5).json()["components"]["executor"]["waiting"] < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: waiting(url) >= 1, "the queue to fill", 60)
         answers = {}
-        started = time.monotonic()
-        answers["openai"] = requests.post(url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}, timeout=5)
-        answers["vllm"] = requests.post(url + "/v1/chat/completions", timeout=5, json={
+        answers["openai"] = requests.post(url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}, timeout=60)
+        answers["vllm"] = requests.post(url + "/v1/chat/completions", timeout=60, json={
             "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "top_k": 5})
         answers["ollama"] = requests.post(url + "/api/generate", json={"model": "gemma3:270m", "prompt": "x",
-                                                                       "stream": False}, timeout=5)
-        answers["tgi"] = requests.post(url + "/generate", json={"inputs": "x"}, timeout=5)
-        elapsed = time.monotonic() - started
+                                                                       "stream": False}, timeout=60)
+        answers["tgi"] = requests.post(url + "/generate", json={"inputs": "x"}, timeout=60)
+        # At once: all four were answered while the request holding the slot still runs (300 tokens).
+        assert requests.get(url + f"/api/progress/{running.headers['X-Request-Id']}", timeout=60).json()[
+            "state"] == "running"
     finally:
         running.close()
         waiter.join(60)
-    assert elapsed < 4
     assert answers["openai"].status_code == 429 and "Retry-After" in answers["openai"].headers
     assert answers["openai"].json()["error"]["type"] == "rate_limit_error"
     assert answers["vllm"].status_code == 429
@@ -126,12 +126,21 @@ def test_a_full_queue_answers_busy_at_once_in_every_dialect(serial_server):
     assert answers["tgi"].json()["error_type"] == "overloaded"
 
 
+def refused(port: int) -> bool:
+    """True when a TCP connection to the port is refused (nothing listens there)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_sigterm_lets_the_running_stream_finish_then_exits(tmp_path):
     with LiveServer(tmp_path, {"default_context_size": 512}) as server:
         body = {"prompt": "Once upon a time", "max_tokens": 40, "stream": True, "ignore_eos": True,
                 "stream_options": {"include_usage": True}}
         response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
-        lines = response.iter_lines()
+        lines = response.iter_lines()  # kept: the stream's own iterator, read to its end below
         next(line for line in lines if line.startswith(b"data: {"))
         server.process.send_signal(signal.SIGTERM)
         rest = [line for line in lines if line.startswith(b"data:")]
@@ -142,3 +151,24 @@ def test_sigterm_lets_the_running_stream_finish_then_exits(tmp_path):
         with pytest.raises(requests.ConnectionError):
             requests.get(server.url + "/health", timeout=2)
 
+
+
+def test_a_draining_server_refuses_new_connections_while_its_stream_still_runs(tmp_path):
+    """A connection made during the graceful stop is refused at once (a load balancer passes it on), not left
+    unaccepted in the backlog and reset when the worker exits."""
+    with LiveServer(tmp_path, {"default_context_size": 512}) as server:
+        body = {"prompt": "Once upon a time", "max_tokens": 300, "stream": True, "ignore_eos": True}
+        response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
+        lines = response.iter_lines()  # kept: the stream's own iterator, read to its end by the reader
+        events: list[bytes] = []
+        reader = threading.Thread(target=lambda: events.extend(line for line in lines if line.startswith(b"data:")))
+        reader.start()
+        wait_for(lambda: len(events) >= 2, "the stream to be under way", 60)
+        server.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: refused(server.port), "new connections to be refused", 60)
+        at_refusal = len(events)
+        reader.join(120)
+        assert events[-1] == b"data: [DONE]"
+        # Refused while the stream still ran: most of its 300 tokens came after.
+        assert len(events) - at_refusal > 100, (at_refusal, len(events))
+        assert server.process.wait(timeout=60) == 0
