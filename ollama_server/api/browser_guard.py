@@ -12,6 +12,7 @@ from flask import Flask
 from flask import Response
 from flask import g
 from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ollama_server.api.errors.handlers import error_response
 from ollama_server.services import services
@@ -235,10 +236,26 @@ def init_app(app: Flask) -> None:
         return response
 
 
+def _check_chunked_size() -> None:
+    """413 for a chunked body past max_request_bytes, as for a Content-Length past it."""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None or not _has_body() or \
+            "wsgi.input_terminated" not in request.environ:  # else werkzeug has read nothing of it
+        return
+    request.get_data()  # werkzeug reads at most `limit` bytes and caches them for the route
+    # ...and stops there without a word, so a larger body would reach the route cut short: a byte left
+    # unread means the body is over the limit.
+    if request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
 def init_content_type_check(app: Flask) -> None:
-    """Refuse non-JSON bodies with 415. Register after the API-key check, so a caller without the key
-    gets 401 whatever it sent."""
+    """Refuse non-JSON bodies with 415 and chunked bodies over the size limit with 413. Register after the
+    API-key check, so a caller without the key gets 401 whatever it sent."""
 
     @app.before_request
     def require_json_bodies() -> Optional[Response]:
-        return _check_content_type()
+        refusal = _check_content_type()
+        if refusal is None and request.method in BODY_METHODS:
+            _check_chunked_size()  # raised: the route's blueprint answers it in its own dialect
+        return refusal
