@@ -217,7 +217,8 @@ def build_services(settings: Settings, backend: Optional[Backend] = None, nvml: 
         from ollama_server.engine.llama_backend import LlamaBackend
         backend = LlamaBackend()
     store = build_store(settings)
-    engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context)
+    engine = Engine(store.catalogue, backend, settings, trained_context=store.trained_context,
+                    broken_file=store.broken_file)
     gpu = GpuReader(nvml=nvml)
     silences = AlertSilences(metrics_db_path(settings), busy_timeout_s=settings.metrics_busy_timeout)
     monitor, alerts, alert_history = build_monitoring(settings, engine, gpu, silences=silences)

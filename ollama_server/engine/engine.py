@@ -49,13 +49,15 @@ class Engine:
 
     def __init__(self, catalogue: Catalogue, backend: Backend, settings: Settings,
                  trained_context: Callable[[str], Optional[int]] | None = None,
-                 placements: PlacementOverrides | None = None):
+                 placements: PlacementOverrides | None = None,
+                 broken_file: Callable[[ModelSpec], Optional[str]] | None = None):
         self.catalogue = catalogue
         self.backend = backend
         self.settings = settings
         # trained_context: a path's trained context length, or None (unknown; the store decides, inspection off
         # included), so that the engine itself never reads a GGUF header.
-        self.pool = ModelPool(backend, settings, trained_context or (lambda path: None), placements)
+        # broken_file: why a model's file is known broken (a failed load of it is then a 400), from the store.
+        self.pool = ModelPool(backend, settings, trained_context or (lambda path: None), placements, broken_file)
         self.placements = self.pool.placements
         self.requests = RequestBook(keep_finished=256)  # for /api/progress and /api/dismiss
         self.records = RequestLog()  # one record per request that ended, for metrics and alerts

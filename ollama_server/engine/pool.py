@@ -16,6 +16,8 @@ from ollama_server.engine.placement import PlacementOverrides
 from ollama_server.engine.runner import ModelRunner
 from ollama_server.engine.snapshot import LoadedModelState
 from ollama_server.engine.types import BusyError
+from ollama_server.engine.types import EngineError
+from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import ModelLoadError
 from ollama_server.models.catalogue import ModelSpec
 from ollama_server.settings import Settings
@@ -28,22 +30,32 @@ class ModelPool:
     """Up to max_loaded_models ModelRunners by name; one load at a time."""
 
     def __init__(self, backend: Backend, settings: Settings, trained_context: Callable[[str], Optional[int]],
-                 placements: PlacementOverrides | None = None):
+                 placements: PlacementOverrides | None = None,
+                 broken_file: Callable[[ModelSpec], Optional[str]] | None = None):
         self.backend = backend
         self.settings = settings
         self._trained_context = trained_context
+        # broken_file: why a model's file is known to be broken (the store's inspection), or None.
+        self._broken_file = broken_file or (lambda spec: None)
         self.placements = placements if placements is not None else PlacementOverrides()
         self._runners: "collections.OrderedDict[str, ModelRunner]" = collections.OrderedDict()
         self._lock = threading.Lock()        # guards _runners
         self._load_lock = threading.Lock()   # one load at a time: loads compete for the same memory
         self._loading: set[str] = set()
-        self._failed_loads: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, error)
+        self._failed_loads: dict[str, tuple[float, str, type]] = {}  # name -> (monotonic time, error, its class)
         self._specs: dict[str, ModelSpec] = {}        # name -> spec of its last load, for reloads
         self._options: dict[str, LoadOptions] = {}    # name -> the options its loaded runner got
         self._changed = threading.Condition(self._lock)  # reload status changes
         self._generation = 0                          # configurations applied by reconfigure()
         self._reloads: dict[str, str] = {}            # name -> "reloading" | "ready" | "failed: ..."
         self._retiring: set[ModelRunner] = set()      # replaced runners finishing their generations
+
+    @staticmethod
+    def _load_error(kind: type, message: str) -> EngineError:
+        """A fresh error for a failed load (a stored instance would grow its traceback on every raise)."""
+        if kind is InvalidRequestError:
+            return InvalidRequestError(message, param="model", code="model_file_broken")
+        return ModelLoadError(message)
 
     def has_failed(self, name: str) -> bool:
         """True when the model's last load failed (it is skipped when a request names no model)."""
@@ -55,7 +67,7 @@ class ModelPool:
         cooldown = self.settings.model_load_cooldown
         return {name: {"error": error, "at": now - (now_mono - failed_at),
                        "retry_after_s": round(max(0.0, cooldown - (now_mono - failed_at)), 1)}
-                for name, (failed_at, error) in dict(self._failed_loads).items()}
+                for name, (failed_at, error, _) in dict(self._failed_loads).items()}
 
     def set_keep_alive(self, name: str, seconds: Optional[float]) -> None:
         """Keep a loaded model for `seconds` after its last use (None or negative: forever; 0: unload when idle)."""
@@ -107,7 +119,7 @@ class ModelPool:
             failed = self._failed_loads.get(spec.name)
             if failed and time.monotonic() - failed[0] < self.settings.model_load_cooldown:
                 # A broken model is not retried on every request: that would stall everyone behind the lock.
-                raise ModelLoadError(failed[1])
+                raise self._load_error(failed[2], failed[1])
             self._make_room()
             started = time.monotonic()
             self._loading.add(spec.name)
@@ -117,9 +129,13 @@ class ModelPool:
                 model = self.backend.load(spec.path, options)
             except Exception as exc:
                 log.warning("loading %s failed: %s", spec.name, exc)
-                message = f"failed to load model '{spec.name}': {exc}"
-                self._failed_loads[spec.name] = (time.monotonic(), message)
-                raise ModelLoadError(message) from None
+                broken = self._broken_file(spec)
+                # A file already known broken is the request's problem (name another model), not the server's.
+                kind = InvalidRequestError if broken else ModelLoadError
+                message = (f"model '{spec.name}' cannot be loaded: its file is broken ({broken})" if broken
+                           else f"failed to load model '{spec.name}': {exc}")
+                self._failed_loads[spec.name] = (time.monotonic(), message, kind)
+                raise self._load_error(kind, message) from None
             finally:
                 self._loading.discard(spec.name)
             self._failed_loads.pop(spec.name, None)

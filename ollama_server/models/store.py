@@ -89,6 +89,14 @@ class ModelStore:
         """False for a model whose inspection failed (never offered as the default)."""
         return not self.inspection or not self.inspector.inspect(spec.path).error
 
+    def broken_file(self, spec: ModelSpec) -> Optional[str]:
+        """Why a model's file is broken (its inspection error) while another model is usable, else None. As in
+        the catalogue's candidates: when no model passes inspection, the loader's own error is the answer."""
+        error = self.info(spec).error
+        if not error or not any(self.usable(other) for other in self.all() if other.name != spec.name):
+            return None
+        return error
+
     # --- changes ------------------------------------------------------------------------------
     def register(self, name: str, path: Optional[str]) -> ModelSpec:
         """Register an existing .gguf file under a name (a registered name may be re-pointed)."""
