@@ -72,8 +72,7 @@ class ConfigReloader:
             applied = [name for name in changed if name not in RESTART_ONLY]
             if applied:
                 kept = {name: getattr(current, name) for name in RESTART_ONLY}
-                self.services.apply_settings(replace(new, **kept))
-                logging.getLogger().setLevel(self.services.settings.log_level)
+                self.services.apply_settings(replace(new, **kept))  # which sets log_level too
             if waiting:
                 log.warning("config reload (%s): %s change only at the next restart", reason, ", ".join(waiting))
             log.info("config reload (%s): applied %s", reason, ", ".join(applied) or "nothing (no change)")

@@ -1,4 +1,5 @@
-"""Log files of the companion layout: api_server.log, jobs.log and gpu_worker.log under logs/, and tail()."""
+"""Log files of the companion layout: api_server.log, jobs.log and gpu_worker.log under logs/ (lines as
+log_format makes them, JSON by default), and tail()."""
 from __future__ import annotations
 
 import logging
@@ -7,10 +8,11 @@ import os
 import threading
 from pathlib import Path
 
+from ollama_server import log_format
+
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 3
 TAIL_BLOCK = 64 * 1024
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # component -> the logger hierarchies it takes; api_server takes every record the others do not.
 COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -41,12 +43,11 @@ class _ComponentFilter(logging.Filter):
 
 
 def install_log_files(logs_dir: Path, level: str) -> None:
-    """Write the three component logs under `logs_dir` (rotating, 10 MiB x 3); calling again replaces them."""
+    """Write the three component logs under `logs_dir` (rotating, 10 MiB x 3, in the configured log_format,
+    secrets redacted); calling again replaces them. apply_log_level changes their level later."""
+    numeric = log_format.level_number(level)
     logs_dir = Path(logs_dir)
     logs_dir.mkdir(parents=True, exist_ok=True)
-    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else int(level)
-    if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
     root = logging.getLogger()
     with _lock:
         # All three sit on the root logger with filters: a record is written once, whichever logger it
@@ -57,8 +58,7 @@ def install_log_files(logs_dir: Path, level: str) -> None:
         for component in ALL_COMPONENTS:
             handler = logging.handlers.RotatingFileHandler(logs_dir / f"{component}.log", maxBytes=MAX_BYTES,
                                                            backupCount=BACKUPS, encoding="utf-8", delay=True)
-            handler.setLevel(numeric)
-            handler.setFormatter(logging.Formatter(FORMAT))
+            log_format.own(handler, numeric)
             handler.addFilter(_ComponentFilter(component))
             setattr(handler, _MARK, component)
             root.addHandler(handler)

@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from flask import current_app
 
+from ollama_server import log_format
 from ollama_server.connection_watch import ConnectionWatch
 from ollama_server.engine.backend import Backend
 from ollama_server.engine.engine import Engine
@@ -95,8 +96,11 @@ class Services:
         return self.store.sources
 
     def apply_settings(self, new: Settings) -> None:
-        """Swap the settings every request reads and have the engine reload its models with them."""
+        """Swap the settings every request reads, apply their log level and format, reload models with them."""
         self.settings = new
+        # Here, so that the settings-file reload and the dashboard's configure change the level alike.
+        log_format.apply_log_level(new.log_level)
+        log_format.configure_logging(new, self.alerts.channels if self.alerts is not None else ())
         self.engine.reconfigure(new)
 
     def start(self, warm: bool = True) -> None:

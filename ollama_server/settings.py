@@ -158,6 +158,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("request_timeout", 600.0, _at_least(0.001, _parse_float),
             "Seconds a request may take, queueing included, before it is stopped."),
     Setting("log_level", "INFO", _one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "Logging verbosity."),
+    Setting("log_format", "json", _one_of("json", "text"),
+            "Log lines: json (one object a line: timestamp, level, logger, request_id, message, extra) or text."),
     Setting("enable_model_inspection", True, _parse_bool, "Read GGUF headers for model metadata."),
     Setting("preserve_think_tags", False, _parse_bool, "Keep <think> tags in Ollama responses."),
     Setting("host", "127.0.0.1", _parse_str, "Address to listen on (loopback unless you mean otherwise)."),
@@ -241,6 +243,7 @@ class Settings:
     draft_model: str
     request_timeout: float
     log_level: str
+    log_format: str
     enable_model_inspection: bool
     preserve_think_tags: bool
     host: str

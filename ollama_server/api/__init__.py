@@ -10,6 +10,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api import browser_guard
     from ollama_server.api import client_gone
     from ollama_server.api import refusals
+    from ollama_server.api import request_context
     from ollama_server.api import alert_actions, cost, model_benchmarks, pull_jobs  # the dashboard's actions
     from ollama_server.api.anthropic.routes import bp as anthropic_bp
     from ollama_server.api.companion.about import bp as companion_about_bp
@@ -36,6 +37,7 @@ def register_api(app: Flask) -> None:
 
     refusals.init_app(app)  # first: its clock must start before any check can refuse the request
     browser_guard.init_app(app)
+    request_context.init_app(app)  # before the checks: their log lines carry the request's id too
     auth.init_app(app)
     browser_guard.init_content_type_check(app)
     errors.init_app(app)

@@ -17,6 +17,8 @@ from ollama_server.api.errors import ApiError
 from ollama_server.engine.generation import Generation
 from ollama_server.engine.types import EngineError
 from ollama_server.engine.types import GenerateRequest
+from ollama_server.log_format import note_model
+from ollama_server.log_format import note_request_id
 from ollama_server.services import services
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -31,6 +33,7 @@ def request_id(generated: str) -> str:
     """The caller's X-Request-Id when it sent one (validated), else `generated`."""
     given = request.headers.get("X-Request-Id")
     if given is None:
+        note_request_id(generated)  # the log lines and the response's X-Request-ID carry the engine's id
         return generated
     if not valid_request_id(given):
         raise ApiError("invalid_request", "X-Request-Id must be 1 to 128 letters, digits or . _ : -",
@@ -67,6 +70,7 @@ def submit(engine_request: GenerateRequest, request_id: str) -> Generation:
     except Exception:
         g.reached_engine = False  # the engine records only EngineErrors: this 500 is the HTTP layer's to record
         raise
+    note_model(generation.model)  # the resolved model, for this request's log lines
     cancel_when_client_leaves(generation)
     return generation
 

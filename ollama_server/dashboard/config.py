@@ -18,7 +18,8 @@ from ollama_server.dashboard.fragments import version_of
 from ollama_server.dashboard.fragments import with_version
 from ollama_server.services import services
 
-FIELDS = ("tensor_split", "gpu_layers", "context_size", "batch_size", "threads", "parallel_slots")
+FIELDS = ("tensor_split", "gpu_layers", "context_size", "batch_size", "threads", "parallel_slots", "log_level")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
@@ -56,7 +57,7 @@ def panel_data(form: Optional[dict[str, str]] = None, preview: Optional[dict] = 
     if preview is None:
         preview = m.preview(form_changes(form))
     return {"form": form, "current": as_form(current), "preview": preview, "errors": errors or preview.get("errors") or {},
-            "presets": m.presets(), "message": message, "message_kind": kind, "preset": preset,
+            "presets": m.presets(), "message": message, "message_kind": kind, "preset": preset, "log_levels": LOG_LEVELS,
             "gpu_count": len(services().gpu.read())}
 
 

@@ -42,6 +42,8 @@ TUNABLES: dict[str, Tunable] = {t.name: t for t in (
     Tunable("batch_size", "batch_size", "prompt tokens evaluated per llama.cpp batch", 1, 65_536),
     Tunable("threads", "threads", "CPU threads for llama.cpp (0: one per core)", 0, 4_096),
     Tunable("parallel_slots", "parallel_slots", "requests decoded together per loaded model", 1, 256),
+    Tunable("log_level", "log_level", "logging verbosity: DEBUG, INFO, WARNING, ERROR or CRITICAL (at once, "
+            "no model reload)"),
 )}
 
 
@@ -64,6 +66,13 @@ def _integer(value: Any, tunable: Tunable) -> int:
     if tunable.maximum is not None and number > tunable.maximum:
         raise ValueError(f"must be at most {tunable.maximum}, got {number}")
     return number
+
+
+def _level(value: Any) -> str:
+    """A level name, in any case, as the setting spells it."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {value!r}"[:200])
+    return SETTINGS_BY_NAME["log_level"].parse(value)  # its message names the levels
 
 
 def _split(value: Any, gpu_count: int) -> tuple[float, ...]:
@@ -96,8 +105,12 @@ def parse_changes(changes: Any, gpu_count: int) -> dict[str, Any]:
             errors[str(key)[:100]] = f"unknown setting; the runtime settings are {', '.join(TUNABLES)}"
             continue
         try:
-            parsed[tunable.setting] = (_split(value, gpu_count) if key == "tensor_split"
-                                       else _integer(value, tunable))
+            if key == "tensor_split":
+                parsed[tunable.setting] = _split(value, gpu_count)
+            elif key == "log_level":
+                parsed[tunable.setting] = _level(value)
+            else:
+                parsed[tunable.setting] = _integer(value, tunable)
         except ValueError as exc:
             errors[key] = str(exc)
     if errors:

@@ -2,6 +2,7 @@
 and silence, and the model actions; each answers its re-rendered fragment, a bad value 4xx with its message."""
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -75,6 +76,28 @@ def test_a_good_apply_changes_the_running_settings_and_records_a_version(dash):
     assert newest["note"] == "longer prompts" and newest["actor"].startswith("dashboard")
     status = dash.client.get("/dashboard/partials/config-status").text
     assert re.search(r'data-field="context_size">512<', status)
+
+
+def test_the_log_level_is_chosen_from_a_list_and_applies_at_once(dash):
+    root = logging.getLogger()
+    level = root.level
+    try:
+        page = dash.post("/dashboard/actions/config/preview", dash.running_form()).text
+        assert re.search(r'<select id="cfg-log_level" name="log_level"[^>]*>', page)
+        assert "<option selected>INFO</option>" in page and "<option>DEBUG</option>" in page
+        response = dash.post("/dashboard/actions/config/apply", {**dash.running_form(), "log_level": "DEBUG"})
+        assert response.status_code == 200 and "Applied version" in response.text
+        assert svc(dash.app).settings.log_level == "DEBUG" and root.level == logging.DEBUG
+        assert svc(dash.app).config.versions()[0]["changes"] == {"log_level": {"old": "INFO", "new": "DEBUG"}}
+    finally:
+        root.setLevel(level)
+
+
+def test_a_log_level_that_is_not_a_level_answers_422_next_to_its_field(dash):
+    response = dash.post("/dashboard/actions/config/apply", {**dash.running_form(), "log_level": "LOUD"})
+    assert response.status_code == 422
+    assert "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in field_error(response.text, "log_level")
+    assert svc(dash.app).settings.log_level == "INFO"
 
 
 def test_a_run_time_change_says_a_restart_brings_the_file_values_back_and_gives_the_yaml(dash):

@@ -2,6 +2,7 @@
 10 MiB; installing again replaces the handlers. tail(): the last lines, read back from the end of the file."""
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 from pathlib import Path
@@ -39,6 +40,11 @@ def read(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def messages(lines: list[str]) -> list[str]:
+    """The message of each JSON line."""
+    return [json.loads(line)["message"] for line in lines]
+
+
 def test_each_record_goes_to_its_components_file_only(tmp_path):
     install_log_files(tmp_path, "INFO")
     logging.getLogger("ollama_server.jobs.worker").info("job eval_1 started")
@@ -51,11 +57,11 @@ def test_each_record_goes_to_its_components_file_only(tmp_path):
     logging.getLogger("ollama_server.jobsboard").info("not a child of jobs")  # a prefix, not a child
     flush()
     jobs, gpu, api = (read(tmp_path / f"{c}.log") for c in ("jobs", "gpu_worker", "api_server"))
-    assert [line.split(": ", 1)[1] for line in jobs] == ["job eval_1 started", "queue looked at"]
-    assert [line.split(": ", 1)[1] for line in gpu] == ["loaded tiny", "no GPU monitoring"]
-    assert [line.split(": ", 1)[1] for line in api] == ["collected", "refused", "GET /health 200",
-                                                         "not a child of jobs"]
-    assert " INFO ollama_server.jobs.worker: " in jobs[0]  # time, level and logger name on every line
+    assert messages(jobs) == ["job eval_1 started", "queue looked at"]
+    assert messages(gpu) == ["loaded tiny", "no GPU monitoring"]
+    assert messages(api) == ["collected", "refused", "GET /health 200", "not a child of jobs"]
+    first = json.loads(jobs[0])  # time, level and logger name on every line
+    assert (first["level"], first["logger"]) == ("INFO", "ollama_server.jobs.worker") and first["timestamp"]
 
 
 def test_records_below_the_level_are_not_written(tmp_path):
@@ -63,7 +69,7 @@ def test_records_below_the_level_are_not_written(tmp_path):
     logging.getLogger("ollama_server.jobs").info("chatter")
     logging.getLogger("ollama_server.jobs").error("broken")
     flush()
-    assert [line.split(": ", 1)[1] for line in read(tmp_path / "jobs.log")] == ["broken"]
+    assert messages(read(tmp_path / "jobs.log")) == ["broken"]
 
 
 def test_installing_twice_adds_no_duplicate_handlers(tmp_path):

@@ -57,7 +57,7 @@ def test_the_seed_body_applies_and_every_request_reads_the_new_settings(app, cli
     assert response.status_code == 200
     body = response.get_json()
     assert body["config"] == {"tensor_split": [0.25, 0.25, 0.25, 0.25], "gpu_layers": 999, "context_size": 131072,
-                              "batch_size": 512, "threads": 0, "parallel_slots": 1}
+                              "batch_size": 512, "threads": 0, "parallel_slots": 1, "log_level": "INFO"}
     assert body["applied"]["changes"] == {"tensor_split": {"old": [], "new": [0.25, 0.25, 0.25, 0.25]},
                                           "gpu_layers": {"old": -1, "new": 999},
                                           "context_size": {"old": 256, "new": 131072}}
@@ -184,7 +184,7 @@ def test_every_apply_is_a_version_after_a_baseline_of_the_startup_values(app, cl
     newest, first, baseline = versions(client)
     assert baseline["source"] == "startup" and baseline["changes"] == {}
     assert baseline["values"] == {"tensor_split": [], "gpu_layers": -1, "context_size": 256, "batch_size": 512,
-                                  "threads": 0, "parallel_slots": 1}
+                                  "threads": 0, "parallel_slots": 1, "log_level": "INFO"}
     assert first["changes"] == {"batch_size": {"old": 512, "new": 64}} and first["note"] == "smaller batches"
     assert newest["changes"] == {"threads": {"old": 0, "new": 2}} and newest["values"]["batch_size"] == 64
     assert (newest["actor"], newest["source"], newest["rollback_of"]) == ("api", "api", None)
