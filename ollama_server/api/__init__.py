@@ -21,6 +21,7 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.health import bp as health_bp
     from ollama_server.api.llama_server.routes import bp as llama_server_bp
     from ollama_server.api.monitoring_routes import bp as monitoring_bp
+    from ollama_server.api.openapi import bp as openapi_bp
     from ollama_server.api.metrics_export import bp as metrics_export_bp
     from ollama_server.api.ollama.embed import bp as ollama_embed_bp
     from ollama_server.api.ollama.manage import bp as ollama_manage_bp
@@ -36,13 +37,14 @@ def register_api(app: Flask) -> None:
     from ollama_server.api.weight_distribution import bp as weight_distribution_bp
 
     refusals.init_app(app)  # first: its clock must start before any check can refuse the request
-    browser_guard.init_app(app)
     request_context.init_app(app)  # before the checks: their log lines carry the request's id too
+    browser_guard.init_app(app)
     auth.init_app(app)
     browser_guard.init_content_type_check(app)
     errors.init_app(app)
     client_gone.init_app(app)
     app.register_blueprint(health_bp)
+    app.register_blueprint(openapi_bp)  # GET /openapi.json, made from the url_map
     app.register_blueprint(metrics_export_bp)
     app.register_blueprint(openai_bp)
     app.register_blueprint(openai_embeddings_bp)
