@@ -19,6 +19,8 @@ from tests.fakes.tiny_gguf import tokenizer_of
 from tests.fakes.tiny_gguf import write_tiny_gemma
 
 ROOT = Path(__file__).resolve().parent.parent
+# The reliability suites' counts (tests/reliability/counts.py) are printed at the end of every run.
+pytest_plugins = ["tests.reliability.summary_plugin"]
 
 
 @pytest.fixture(scope="session")
