@@ -59,14 +59,15 @@ run: install
 	$(PY) -m ollama_server.models.prepare
 	exec $(VENV)/bin/gunicorn -c config/gunicorn.conf.py
 
-## Debian's prometheus (promtool, the server) and prometheus-alertmanager for the Prometheus tests, and
-## chromium (with a font, so screenshots have glyphs) for the browser tests. Only what is missing is installed,
-## only as root; elsewhere those tests skip. The prometheus package starts a service on :9090 where systemd
-## runs: the tests use ports of their own and never talk to it.
+## Debian's prometheus (promtool, the server) and prometheus-alertmanager for the Prometheus tests, nginx for
+## the two-instances-behind-nginx test, and chromium (with a font, so screenshots have glyphs) for the browser
+## tests. Only what is missing is installed, only as root; elsewhere those tests skip. The prometheus and nginx
+## packages start services (:9090, :80) where systemd runs: the tests run their own on ports of their own.
 system-deps: npm-deps
 	@missing=""; \
 	command -v promtool >/dev/null && command -v prometheus >/dev/null \
 		|| missing="$$missing prometheus prometheus-alertmanager"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	command -v /usr/bin/chromium >/dev/null || missing="$$missing chromium"; \
 	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -z "$$missing" ]; then :; \
