@@ -135,19 +135,24 @@ def refused(port: int) -> bool:
     return False
 
 
+def sigterm_mid_stream_lets_it_finish(server: LiveServer, tokens: int = 40) -> None:
+    """Start a stream, SIGTERM the server once it is under way: the stream runs to its full length, then the
+    server exits cleanly."""
+    body = {"prompt": "Once upon a time", "max_tokens": tokens, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
+    response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
+    lines = response.iter_lines()  # kept: the stream's own iterator, read to its end below
+    next(line for line in lines if line.startswith(b"data: {"))
+    server.process.send_signal(signal.SIGTERM)
+    rest = [line for line in lines if line.startswith(b"data:")]
+    assert rest[-1] == b"data: [DONE]", rest[-3:]
+    assert json.loads(rest[-2][6:])["usage"]["completion_tokens"] == tokens
+    assert server.process.wait(timeout=60) == 0
+
+
 def test_sigterm_lets_the_running_stream_finish_then_exits(tmp_path):
     with LiveServer(tmp_path, {"default_context_size": 512}) as server:
-        body = {"prompt": "Once upon a time", "max_tokens": 40, "stream": True, "ignore_eos": True,
-                "stream_options": {"include_usage": True}}
-        response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
-        lines = response.iter_lines()  # kept: the stream's own iterator, read to its end below
-        next(line for line in lines if line.startswith(b"data: {"))
-        server.process.send_signal(signal.SIGTERM)
-        rest = [line for line in lines if line.startswith(b"data:")]
-        assert rest[-1] == b"data: [DONE]"
-        usage = json.loads(rest[-2][6:])["usage"]
-        assert usage["completion_tokens"] == 40
-        assert server.process.wait(timeout=40) == 0
+        sigterm_mid_stream_lets_it_finish(server)
         with pytest.raises(requests.ConnectionError):
             requests.get(server.url + "/health", timeout=2)
 

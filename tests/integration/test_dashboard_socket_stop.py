@@ -2,14 +2,13 @@
 graceful stop waits for requests, not for browsers that never hang up."""
 from __future__ import annotations
 
-import json
 import signal
 
 import pytest
-import requests
 import simple_websocket
 
 from tests.conftest import LiveServer
+from tests.integration.test_concurrency import sigterm_mid_stream_lets_it_finish
 
 pytestmark = pytest.mark.model
 
@@ -41,13 +40,4 @@ def test_a_stream_still_finishes_on_sigterm_after_a_websocket_has_come_and_gone(
         ws.close()
         ws.thread.join(timeout=60)  # a failure guard: the client's reader ends when the server closes its side
         assert not ws.thread.is_alive()
-        body = {"prompt": "Once upon a time", "max_tokens": 40, "stream": True, "ignore_eos": True,
-                "stream_options": {"include_usage": True}}
-        response = requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60)
-        lines = response.iter_lines()  # kept: the stream's own iterator, read to its end below
-        next(line for line in lines if line.startswith(b"data: {"))
-        server.process.send_signal(signal.SIGTERM)
-        rest = [line for line in lines if line.startswith(b"data:")]
-        assert rest[-1] == b"data: [DONE]", rest[-3:]
-        assert json.loads(rest[-2][6:])["usage"]["completion_tokens"] == 40
-        assert server.process.wait(timeout=60) == 0
+        sigterm_mid_stream_lets_it_finish(server)
