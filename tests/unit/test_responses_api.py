@@ -227,6 +227,19 @@ def test_the_store_forgets_by_count_and_by_age():
     assert store.get("c") is None and len(store) == 0
 
 
+def test_the_store_forgets_the_oldest_beyond_its_byte_budget_but_keeps_the_newest():
+    store = ResponseStore(max_items=100, max_bytes=3000)
+    for name in ("a", "b", "c"):
+        store.put({"id": name, "text": "x" * 1200}, ())
+    assert store.get("a") is None and store.get("b") is not None and store.get("c") is not None
+    store.put({"id": "huge", "text": "x" * 10_000}, ())  # alone over the budget: kept, everything older goes
+    assert len(store) == 1 and store.get("huge") is not None
+    assert store.delete("huge") and len(store) == 0
+    store.put({"id": "d", "text": "x" * 1200}, ())
+    store.put({"id": "e", "text": "x" * 1200}, ())
+    assert store.get("d") is not None  # the deleted one's bytes were given back
+
+
 def test_each_app_has_its_own_store(make_app):
     first, second = make_app(), make_app()
     assert first.extensions[STORE_KEY] is not second.extensions[STORE_KEY]
