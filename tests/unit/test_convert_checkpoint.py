@@ -34,8 +34,12 @@ model, outfile, outtype = sys.argv[1], Path(sys.argv[3]), sys.argv[5]
     "pythonpath": os.environ.get("PYTHONPATH"), "no_local_gguf": os.environ.get("NO_LOCAL_GGUF")}))
 
 def gate():
-    with open(here / "gate", "rb") as fifo:
-        fifo.read(1)
+    # Until a byte comes: reopened right after the last gate, the FIFO may still have that gate's writer, whose
+    # close then reads as an empty end-of-file, not as this gate's release.
+    while True:
+        with open(here / "gate", "rb") as fifo:
+            if fifo.read(1):
+                return
 
 for name in ("token_embd.weight", "blk.0.attn_q.weight", "output_norm.weight"):
     print(f"INFO:hf-to-gguf:{name + ',':<22} torch.bfloat16 --> {outtype.upper()}, shape = {{64, 100}}",
