@@ -222,10 +222,17 @@ def _owned() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if getattr(h, _OURS, False)]
 
 
+# Libraries whose INFO lines are per-event chatter: APScheduler logs two lines for every run of every job
+# (the keep-alive check runs each second). They log from WARNING whatever the level.
+CHATTY_LOGGERS = ("apscheduler",)
+
+
 def apply_log_level(level: str) -> None:
     """Log at `level` from now on: the root logger and every handler of ours (console, files)."""
     number = level_number(level)
     logging.getLogger().setLevel(number)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(number, logging.WARNING))
     for handler in _owned():
         handler.setLevel(number)
 

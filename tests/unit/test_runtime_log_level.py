@@ -144,3 +144,11 @@ def test_the_log_files_follow_the_level_and_the_format(make_app, fake_backend, l
     debug_line = next(line for line in written if "num_thread is accepted" in line)
     assert json.loads(debug_line)["level"] == "DEBUG"
     assert written[-1].endswith(" DEBUG ollama_server.tests: now in text")
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
+def test_the_schedulers_per_run_lines_stay_out_of_the_log_at_any_level(lines, level):
+    log_format.apply_log_level(level)
+    logging.getLogger("apscheduler.executors.default").info('Job "unload idle models" executed successfully')
+    logging.getLogger("apscheduler.scheduler").warning("Run time of job was missed")
+    assert lines.messages == ["Run time of job was missed"]
