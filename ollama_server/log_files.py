@@ -17,7 +17,7 @@ TAIL_BLOCK = 64 * 1024
 # component -> the logger hierarchies it takes; api_server takes every record the others do not.
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "jobs": ("ollama_server.jobs",),
-    "gpu_worker": ("ollama_server.engine", "ollama_server.monitoring.gpu"),
+    "gpu_worker": ("ollama_server.engine", "ollama_server.monitoring.gpu", "llama.cpp"),
 }
 ALL_COMPONENTS = ("api_server", "gpu_worker", "jobs")
 _MARK = "_ollama_server_log_file"  # attribute naming the component of a handler this module installed

@@ -222,9 +222,9 @@ def _owned() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if getattr(h, _OURS, False)]
 
 
-# Libraries whose INFO lines are per-event chatter: APScheduler logs two lines for every run of every job
-# (the keep-alive check runs each second). They log from WARNING whatever the level.
-CHATTY_LOGGERS = ("apscheduler",)
+# Libraries whose INFO lines are chatter: APScheduler logs two lines for every run of every job (the keep-alive
+# check runs each second), llama.cpp dozens per model load (engine/llama_log.py). From WARNING, unless DEBUG.
+CHATTY_LOGGERS = ("apscheduler", "llama.cpp")
 
 
 def apply_log_level(level: str) -> None:
@@ -232,7 +232,7 @@ def apply_log_level(level: str) -> None:
     number = level_number(level)
     logging.getLogger().setLevel(number)
     for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(max(number, logging.WARNING))
+        logging.getLogger(name).setLevel(number if number <= logging.DEBUG else max(number, logging.WARNING))
     for handler in _owned():
         handler.setLevel(number)
 

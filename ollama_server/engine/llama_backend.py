@@ -25,6 +25,7 @@ from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.backend import ModelFacts
 from ollama_server.engine.grammar_checker import GrammarChecker
 from ollama_server.engine.llama_embedder import LlamaEmbedder
+from ollama_server.engine.llama_log import route_llama_logs
 from ollama_server.engine.llama_scorer import LlamaScorer
 from ollama_server.engine.sampler import PENALTY_WINDOW
 from ollama_server.engine.sampler import TruncatedSampler
@@ -33,11 +34,8 @@ from ollama_server.engine.types import InvalidRequestError
 from ollama_server.engine.types import SamplingParams
 from ollama_server.engine.types import TokenLogprob
 
-_SPLIT_MODES = {
-    "none": llama_cpp.LLAMA_SPLIT_MODE_NONE,
-    "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
-    "row": llama_cpp.LLAMA_SPLIT_MODE_ROW,
-}
+_SPLIT_MODES = {"none": llama_cpp.LLAMA_SPLIT_MODE_NONE, "layer": llama_cpp.LLAMA_SPLIT_MODE_LAYER,
+                "row": llama_cpp.LLAMA_SPLIT_MODE_ROW}
 # GGUF <arch>.pooling_type values; none (a causal LM such as Gemma) is pooled by the mean, see docs/api.md.
 _POOLINGS = {0: "mean", 1: "mean", 2: "cls", 3: "last"}
 # Tokens per embedding decode: the logits buffer llama.cpp keeps beside the embeddings costs n_vocab floats
@@ -341,6 +339,7 @@ class LlamaBackend:
     """Backend that loads models with llama.cpp."""
 
     def __init__(self):
+        route_llama_logs()  # before any model loads: llama.cpp's lines join the service's log, at their levels
         self.grammar_checker = GrammarChecker()
 
     def load(self, path: str, options: LoadOptions) -> LlamaBatchModel:

@@ -31,7 +31,7 @@ def test_only_the_llama_backend_modules_and_the_draft_model_import_llama_cpp():
     users = [p.relative_to(PACKAGE).as_posix() for p in modules()
              if any(name == "llama_cpp" or name.startswith("llama_cpp.") for name in imports_of(p))]
     assert users == ["engine/build_info.py", "engine/draft_model.py", "engine/llama_backend.py",
-                     "engine/llama_embedder.py", "engine/llama_scorer.py"]
+                     "engine/llama_embedder.py", "engine/llama_log.py", "engine/llama_scorer.py"]
 
 
 def test_the_engine_knows_nothing_of_http_or_dialects():

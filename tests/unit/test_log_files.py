@@ -51,6 +51,7 @@ def test_each_record_goes_to_its_components_file_only(tmp_path):
     logging.getLogger("ollama_server.jobs").warning("queue looked at")
     logging.getLogger("ollama_server.engine.pool").info("loaded tiny")
     logging.getLogger("ollama_server.monitoring.gpu").info("no GPU monitoring")
+    logging.getLogger("llama.cpp").warning("llama_context: n_ctx_seq < n_ctx_train")  # llama.cpp's own lines
     logging.getLogger("ollama_server.monitoring.collector").info("collected")
     logging.getLogger("ollama_server.api.auth").info("refused")
     logging.getLogger("werkzeug").info("GET /health 200")
@@ -58,7 +59,7 @@ def test_each_record_goes_to_its_components_file_only(tmp_path):
     flush()
     jobs, gpu, api = (read(tmp_path / f"{c}.log") for c in ("jobs", "gpu_worker", "api_server"))
     assert messages(jobs) == ["job eval_1 started", "queue looked at"]
-    assert messages(gpu) == ["loaded tiny", "no GPU monitoring"]
+    assert messages(gpu) == ["loaded tiny", "no GPU monitoring", "llama_context: n_ctx_seq < n_ctx_train"]
     assert messages(api) == ["collected", "refused", "GET /health 200", "not a child of jobs"]
     first = json.loads(jobs[0])  # time, level and logger name on every line
     assert (first["level"], first["logger"]) == ("INFO", "ollama_server.jobs.worker") and first["timestamp"]

@@ -146,9 +146,18 @@ def test_the_log_files_follow_the_level_and_the_format(make_app, fake_backend, l
     assert written[-1].endswith(" DEBUG ollama_server.tests: now in text")
 
 
-@pytest.mark.parametrize("level", ["DEBUG", "INFO"])
-def test_the_schedulers_per_run_lines_stay_out_of_the_log_at_any_level(lines, level):
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_the_schedulers_per_run_lines_stay_out_of_the_log_unless_debug(lines, level):
     log_format.apply_log_level(level)
     logging.getLogger("apscheduler.executors.default").info('Job "unload idle models" executed successfully')
     logging.getLogger("apscheduler.scheduler").warning("Run time of job was missed")
     assert lines.messages == ["Run time of job was missed"]
+    assert logging.getLogger("llama.cpp").level == logging.WARNING  # llama.cpp's load chatter too
+
+
+def test_at_debug_the_chatty_libraries_speak_too(lines):
+    log_format.apply_log_level("DEBUG")
+    logging.getLogger("apscheduler.executors.default").info('Job "unload idle models" executed successfully')
+    assert lines.messages == ['Job "unload idle models" executed successfully']
+    assert logging.getLogger("llama.cpp").level == logging.DEBUG
+    log_format.apply_log_level("INFO")
