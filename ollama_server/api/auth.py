@@ -42,16 +42,23 @@ def api_key_matches(header: str, key: str) -> bool:
     return bool(header.strip()) and hmac.compare_digest(_digest(header.strip()), _digest(key))
 
 
+def is_open(method: str, path: str, metrics_require_key: bool) -> bool:
+    """True for what needs no key even when one is set: the open reads (the scrape unless metrics_require_key)
+    and the dashboard's own login."""
+    if path.startswith(OWN_LOGIN_PREFIXES):
+        return True
+    if method not in ("GET", "HEAD") or path not in PUBLIC_READS:
+        return False
+    return not (path == METRICS_PATH and metrics_require_key)
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def require_key():
         key = services().settings.api_key
         if not key or request.method == "OPTIONS":
             return None
-        if request.path.startswith(OWN_LOGIN_PREFIXES):
-            return None
-        if request.method in ("GET", "HEAD") and request.path in PUBLIC_READS and not (
-                request.path == METRICS_PATH and services().settings.metrics_require_key):
+        if is_open(request.method, request.path, services().settings.metrics_require_key):
             return None
         if key_matches(request.headers.get("Authorization", ""), key) or \
                 api_key_matches(request.headers.get("x-api-key", ""), key):

@@ -16,9 +16,7 @@ from werkzeug.routing import Rule
 from ollama_server import __version__
 from ollama_server.api.anthropic.schemas import CountTokensRequest
 from ollama_server.api.anthropic.schemas import MessagesRequest
-from ollama_server.api.auth import METRICS_PATH
-from ollama_server.api.auth import OWN_LOGIN_PREFIXES
-from ollama_server.api.auth import PUBLIC_READS
+from ollama_server.api.auth import is_open
 from ollama_server.api.companion.generate import SeedGenerateBody
 from ollama_server.api.errors.dialects import PLAIN
 from ollama_server.api.errors.dialects import for_path
@@ -143,15 +141,6 @@ def _dialect_of(app: Flask, rule: Rule) -> str | None:
     return for_path(rule.rule).name
 
 
-def _is_public(method: str, path: str) -> bool:
-    """What auth.py lets through without the key (the metrics scrape unless metrics_require_key)."""
-    if path.startswith(OWN_LOGIN_PREFIXES):
-        return True
-    if method not in ("GET", "HEAD") or path not in PUBLIC_READS:
-        return False
-    return not (path == METRICS_PATH and services().settings.metrics_require_key)
-
-
 def _parameters(rule: Rule) -> list[dict]:
     found = []
     for name in re.findall(_VARIABLE, rule.rule):
@@ -183,7 +172,7 @@ def _operation(app: Flask, rule: Rule, method: str, bodies: dict, keyed: bool) -
         schemas = [bodies[(rule.endpoint, model.__qualname__)] for model in models]
         schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
-    if keyed and _is_public(method, rule.rule):
+    if keyed and is_open(method, rule.rule, services().settings.metrics_require_key):
         operation["security"] = []
     return operation
 
