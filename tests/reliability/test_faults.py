@@ -83,7 +83,8 @@ def test_a_server_killed_during_an_eval_job_leaves_intact_databases_and_the_job_
         # An interactive stream is decoding beside the job when the kill comes: its record is being written too.
         stream = requests.post(server.url + "/v1/completions", stream=True, timeout=60, json={
             "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": True, "stream": True})
-        next(line for line in stream.iter_lines() if line.startswith(b"data: {"))
+        lines = stream.iter_lines()  # kept: a temporary one, once collected, would close the stream before the kill
+        next(line for line in lines if line.startswith(b"data: {"))
         kill_whole(server)
         stream.close()
     databases = every_db_is_intact(tmp_path / "data", base)
