@@ -10,6 +10,7 @@ from ollama_server import log_format
 from ollama_server.engine.backend import LoadOptions
 from ollama_server.engine.llama_log import GGML_CONT
 from ollama_server.engine.llama_log import LineAssembler
+from tests.log_capture import Captured
 
 DEBUG, INFO, WARN, ERROR = 1, 2, 3, 4  # ggml_log_level
 
@@ -26,20 +27,11 @@ def test_pieces_are_joined_into_lines_at_the_level_of_their_first_piece():
     assert lines.feed(DEBUG, "d\n") == [(logging.DEBUG, "d")]
 
 
-class Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.NOTSET)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def llama_records():
     """A handler on the "llama.cpp" logger; afterwards its level, the scheduler's and the root's as they were."""
     logger, root, scheduler = logging.getLogger("llama.cpp"), logging.getLogger(), logging.getLogger("apscheduler")
-    handler, levels = Records(), (logger.level, root.level, scheduler.level)
+    handler, levels = Captured(), (logger.level, root.level, scheduler.level)
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)

@@ -2,7 +2,6 @@
 and the same id the engine books a generation under."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -15,43 +14,18 @@ from ollama_server.api import client_gone
 from ollama_server.api.request_context import note_model
 from ollama_server.log_format import JsonLineFormatter
 from ollama_server.services import EXTENSION_KEY
+from tests.log_capture import Captured
+from tests.log_capture import on_root
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
 GUARD_S = 30.0  # failure guard only
 
 
-class Lines(logging.Handler):
-    """Every record formatted by the real JSON formatter, in the thread that logs it."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonLineFormatter())
-        self.lines: list[str] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
-        with self._guard:
-            self.lines.append(text)
-
-    def parsed(self) -> list[dict]:
-        with self._guard:
-            return [json.loads(text) for text in self.lines]
-
-    def with_message(self, part: str) -> list[dict]:
-        return [line for line in self.parsed() if part in line["message"]]
-
-
 @pytest.fixture
 def captured():
-    root = logging.getLogger()
-    level = root.level
-    handler = Lines()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(level)
+    handler = Captured(JsonLineFormatter())
+    with on_root(handler, level=logging.DEBUG):
+        yield handler
 
 
 def is_uuid(text: str) -> bool:

@@ -7,11 +7,12 @@ import logging
 
 import pytest
 
-from ollama_server import log_files
 from ollama_server import log_format
 from ollama_server.config_reload import ConfigReloader
 from ollama_server.log_files import install_log_files
 from ollama_server.services import EXTENSION_KEY
+from tests.log_capture import Captured
+from tests.log_capture import on_root
 
 CONFIGURE = "/api/dashboard/configure"
 # num_thread is accepted and ignored: Ollama's translation says so at DEBUG, an unknown option at WARNING.
@@ -19,30 +20,12 @@ DEBUG_OPTION = {"num_thread": 2}
 WARNING_OPTION = {"no_such_option": 1}
 
 
-class Lines(logging.Handler):
-    """The messages of every record that passes the root logger's level (this handler takes every level)."""
-
-    def __init__(self):
-        super().__init__(logging.NOTSET)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def lines():
     """A handler on the root logger; afterwards the root's level, handlers and the JSON format as they were."""
-    root = logging.getLogger()
-    level = root.level
-    handler = Lines()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield handler
-    for each in [handler] + [h for h in root.handlers if getattr(h, log_files._MARK, None)]:
-        root.removeHandler(each)
-        each.close()
-    root.setLevel(level)
+    handler = Captured()
+    with on_root(handler, level=logging.INFO):
+        yield handler
     log_format._format = "json"
 
 
@@ -57,7 +40,7 @@ def generate(client, fake_backend, options: dict) -> None:
     assert response.status_code == 200
 
 
-def said(handler: Lines, part: str) -> bool:
+def said(handler: Captured, part: str) -> bool:
     return any(part in message for message in handler.messages)
 
 

@@ -8,11 +8,12 @@ import re
 
 import pytest
 
-from ollama_server import log_files
 from ollama_server.log_files import install_log_files
 from ollama_server.log_format import JsonLineFormatter
 from ollama_server.log_format import TextFormatter
 from ollama_server.services import EXTENSION_KEY
+from tests.log_capture import Captured
+from tests.log_capture import on_root
 
 API_KEY = "sk-test-KEY-9f8e7d6c5b4a"
 SMTP_PASSWORD = "smtp-PASS-1a2b3c4d"
@@ -27,32 +28,12 @@ CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
 GUARD_S = 30.0  # failure guard only
 
 
-class Lines(logging.Handler):
-    """Every record as the real formatter writes it."""
-
-    def __init__(self, formatter: logging.Formatter):
-        super().__init__(logging.DEBUG)
-        self.setFormatter(formatter)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
 def captured():
     """A JSON and a text handler on the root logger at DEBUG; afterwards the root as it was."""
-    root = logging.getLogger()
-    level = root.level
-    handlers = [Lines(JsonLineFormatter()), Lines(TextFormatter())]
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handlers
-    for handler in handlers + [h for h in root.handlers if getattr(h, log_files._MARK, None)]:
-        root.removeHandler(handler)
-        handler.close()
-    root.setLevel(level)
+    handlers = [Captured(JsonLineFormatter()), Captured(TextFormatter())]
+    with on_root(*handlers, level=logging.DEBUG):
+        yield handlers
 
 
 @pytest.fixture
